@@ -1,0 +1,153 @@
+"""The public surface: ``convert(module, example_inputs) -> Port``.
+
+The data flows one way: trace -> plan (all unsupported parts found at once)
+-> generate source -> build -> load weights (every key accounted for) ->
+parity -> save (SavedModel, tfjs) -> verify the saved artifacts again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import codegen, parity
+from .build import account_keys, instantiate, load_weights
+from .errors import BadInputError, UnsupportedError
+from .plan import Emitter, Plan
+from .registry import Registry, default_registry
+from .trace import record, trace
+
+
+@dataclass(frozen=True)
+class Options:
+    seed: int = 0
+    rtol: float = parity.DEFAULT_RTOL  # parity bound: rtol * max(1, max|torch output|)
+    n_random_inputs: int = 2
+    class_name: str | None = None
+    origin: str | None = None  # where the module came from, for the generated docstring
+
+
+@dataclass
+class Port:
+    """A converted model: the torch original, the TF twin, and how they relate."""
+
+    module: torch.nn.Module
+    example_inputs: tuple
+    plan: Plan
+    source: str
+    tf_model: object
+    bindings: list
+    keys: object  # build.KeyReport
+    options: Options
+    dynamic_batch: bool
+    extra_inputs: list = field(default_factory=list)  # user-supplied parity inputs (tuples of tensors)
+    notes: list = field(default_factory=list)  # e.g. checkpoint unwrapping and dtype casts
+    checkpoint: object = None  # checkpoint.Checkpoint when converted from a file
+    _parity: parity.ParityReport | None = None
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.plan.input_names
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.plan.output_names
+
+    def parity_inputs(self) -> list[tuple]:
+        sets = parity.make_inputs(self.example_inputs, self.options.seed, self.options.n_random_inputs)
+        if self.dynamic_batch:  # prove the dynamic batch dim, too
+            sets += parity.make_inputs(self.example_inputs, self.options.seed + 1, 1, batch=3)[1:]
+        return sets + list(self.extra_inputs)
+
+    def torch_outputs(self, inputs: tuple) -> list[tuple[str, np.ndarray]]:
+        with torch.no_grad():
+            out = self.module(*inputs)
+        return [(n, parity.to_numpy(v)) for n, v in parity.flatten_outputs(out)]
+
+    def parity(self) -> parity.ParityReport:
+        """TF vs torch on every parity input: per output, and per module for the first divergence."""
+        if self._parity is None:
+            self._parity = self._run_parity()
+        return self._parity
+
+    def _run_parity(self) -> parity.ParityReport:
+        layouts = {p: u.out_layouts for p, u in self.plan.layers.items()}
+        out_diffs: dict[str, list] = {}
+        mod_diffs: dict[str, list] = {}
+        order: list[str] = []
+        for inputs in self.parity_inputs():
+            ref, torch_seen = parity.torch_module_outputs(self.module, inputs, list(self.plan.layers))
+            got, tf_seen = parity.tf_module_outputs(self.tf_model, inputs)
+            for (name, r), (_, g) in zip(parity.flatten_outputs(ref), parity.flatten_outputs(got)):
+                out_diffs.setdefault(name, []).append(
+                    parity.compare(name, parity.to_numpy(r), np.asarray(g), self.options.rtol))
+            for d in parity.per_module_diffs(torch_seen, tf_seen, layouts, self.options.rtol):
+                if d.name not in mod_diffs:
+                    order.append(d.name)
+                mod_diffs.setdefault(d.name, []).append(d)
+        tf_result = parity.RuntimeResult("tf", [parity.merge(n, ds) for n, ds in out_diffs.items()])
+        per_module = [parity.merge(n, mod_diffs[n]) for n in order]
+        return parity.ParityReport([tf_result], per_module, len(self.parity_inputs()))
+
+    def save(self, out, **kwargs):
+        """Write SavedModel, tfjs, model_tf.py and report.json to ``out``; see ``bridge.export.save``."""
+        from .export.save import save
+
+        return save(self, out, **kwargs)
+
+
+def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | None = None,
+            options: Options | None = None, state_dict_keys=None) -> Port:
+    """Trace ``module`` on ``example_inputs`` (a tuple, as in ``module(*example_inputs)``) and build its TF port."""
+    options = options or Options()
+    registry = registry or default_registry()
+    example_inputs = _as_tuple(example_inputs)
+    module = module.eval()
+    gm = trace(module, len(example_inputs), registry)
+    results = record(gm, example_inputs)
+    class_name = options.class_name or _class_name(module)
+    modules = dict(module.named_modules())
+    plan = Emitter(gm, modules, results, registry, class_name).run()
+    if plan.unsupported:
+        raise UnsupportedError(plan.unsupported)
+    source = codegen.generate(plan, modules, options.origin or f"{type(module).__module__}.{type(module).__qualname__}")
+    tf_model = instantiate(source, class_name)
+    bindings = codegen.binding_paths(plan, modules)
+    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    load_weights(tf_model, bindings, state)
+    ignored = [(f"{p}.{name}", why) for p, u in plan.layers.items() for name, why in u.plan.ignored]
+    keys = account_keys(bindings, ignored, list(state))
+    return Port(module, example_inputs, plan, source, tf_model, bindings, keys, options,
+                _batch_is_dynamic(module, example_inputs))
+
+
+def _as_tuple(example_inputs) -> tuple:
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    example_inputs = tuple(example_inputs)
+    if not example_inputs or not all(isinstance(x, torch.Tensor) for x in example_inputs):
+        raise BadInputError("example_inputs must be a tensor or a non-empty tuple of tensors")
+    return example_inputs
+
+
+def _class_name(module: torch.nn.Module) -> str:
+    name = type(module).__name__
+    return name if name.isidentifier() else "Model"
+
+
+def _batch_is_dynamic(module: torch.nn.Module, examples: tuple) -> bool:
+    """True when torch runs the same model with another batch size and its outputs follow it."""
+    if any(x.dim() == 0 for x in examples):
+        return False
+    gen = torch.Generator().manual_seed(12345)
+    try:
+        with torch.no_grad():
+            base = parity.flatten_outputs(module(*examples))
+            other = parity.flatten_outputs(module(*[parity._random_like(x, gen, x.shape[0] + 2) for x in examples]))
+    except Exception:
+        return False
+    b = examples[0].shape[0]
+    return all(v.dim() > 0 and o.dim() > 0 and v.shape[0] == b and o.shape[0] == b + 2
+               for (_, v), (_, o) in zip(base, other))

@@ -1,0 +1,186 @@
+"""save: write every artifact into a temporary folder next to the target,
+verify the artifacts themselves, and only then move the folder into place.
+
+Layout of ``out/``::
+
+    saved_model/   serving_default signature, torch layout at the boundary
+    tfjs/          model.json + shards; userDefinedMetadata["bridge"] has names,
+                   shapes, dtypes, layouts, node maps, checkpoint sha256, version
+                   and the measured parity
+    model_tf.py    the generated TF source the model was built from
+    report.json    everything measured
+
+An existing ``out`` is never replaced without ``force``. A failure (or an
+interrupt) at any point leaves ``out`` as it was and removes the temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__, parity
+from ..errors import BadInputError, ExportError, ParityError
+from . import savedmodel, tfjs
+
+
+@dataclass(frozen=True)
+class SaveOptions:
+    force: bool = False
+    tfjs: bool = True
+    backends: tuple[str, ...] = ("cpu", "wasm")
+    write_failing: bool = False  # write artifacts even when parity fails (marked failing)
+    require_node: bool = False  # a missing node is an error instead of a skip
+
+
+def save(port, out, options: SaveOptions | None = None, progress=None, **kwargs) -> dict:
+    """Write and verify all artifacts; returns the report dict (also written as report.json)."""
+    options = options or SaveOptions(**kwargs)
+    step = progress or (lambda message: None)
+    out = Path(out)
+    if out.exists() and not options.force:
+        raise BadInputError(f"{out} already exists; pass --force (force=True) to replace it")
+    step("parity: TF vs torch")
+    report = port.parity()
+    if not report.ok and not options.write_failing:
+        raise ParityError(_parity_message(report), report)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        result = _write_all(port, tmp, options, step)
+        if not result["parity"]["ok"] and not options.write_failing:
+            raise ParityError(_parity_message(result["_report"]), result["_report"])
+        result.pop("_report")
+        (tmp / "report.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+        _replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
+def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
+    timings = {}
+    t = time.perf_counter()
+    (tmp / "model_tf.py").write_text(port.source)
+    step("writing SavedModel")
+    savedmodel.save_savedmodel(port, tmp / "saved_model")
+    timings["savedmodel_s"] = time.perf_counter() - t
+    report = port.parity()
+    refs = [(inputs, port.torch_outputs(inputs)) for inputs in port.parity_inputs()]
+    step("verifying the SavedModel")
+    report.runtimes.append(_check_runtime("savedmodel", refs, port, lambda feeds: savedmodel.run_savedmodel(
+        tmp / "saved_model", feeds)))
+    tfjs_info = None
+    if options.tfjs:
+        t = time.perf_counter()
+        step("converting to tfjs")
+        tfjs_info = tfjs.convert_to_tfjs(tmp / "saved_model", tmp / "tfjs", metadata=_metadata(port, report))
+        timings["tfjs_convert_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        step("verifying tfjs in node (" + ", ".join(options.backends) + ")")
+        report.runtimes += _check_tfjs(port, refs, tmp / "tfjs", options)
+        timings["tfjs_verify_s"] = time.perf_counter() - t
+        _update_metadata(tmp / "tfjs" / "model.json", {"parity": _parity_summary(report)})
+    return _report_dict(port, report, tfjs_info, timings)
+
+
+def _check_runtime(name: str, refs, port, run) -> parity.RuntimeResult:
+    diffs: dict[str, list] = {}
+    for inputs, ref in refs:
+        got = run(savedmodel.feeds_for(port, inputs))
+        for out_name, r in ref:
+            diffs.setdefault(out_name, []).append(parity.compare(out_name, r, got[out_name], port.options.rtol))
+    return parity.RuntimeResult(name, [parity.merge(n, d) for n, d in diffs.items()])
+
+
+def _check_tfjs(port, refs, model_dir: Path, options: SaveOptions) -> list[parity.RuntimeResult]:
+    reason = tfjs.node_status()
+    if reason:
+        if options.require_node:
+            raise ExportError(f"cannot verify the tfjs model: {reason}")
+        return [parity.RuntimeResult(f"tfjs-{b}", skipped=reason) for b in options.backends]
+    diffs: dict[str, dict[str, list]] = {b: {} for b in options.backends}
+    for inputs, ref in refs:
+        results = tfjs.run_tfjs(model_dir, savedmodel.feeds_for(port, inputs), options.backends)
+        for backend, got in results.items():
+            for out_name, r in ref:
+                diffs[backend].setdefault(out_name, []).append(
+                    parity.compare(out_name, r, got[out_name], port.options.rtol))
+    return [parity.RuntimeResult(f"tfjs-{b}", [parity.merge(n, d) for n, d in diffs[b].items()])
+            for b in options.backends]
+
+
+def _metadata(port, report) -> dict:
+    ckpt = port.checkpoint
+    layouts = ["NCHW" if x.dim() == 4 else "NCL" if x.dim() == 3 and x.dtype.is_floating_point else "torch"
+               for x in port.example_inputs]
+    specs = savedmodel.input_specs(port)
+    outs = port.torch_outputs(port.example_inputs)
+    return {
+        "bridge_version": __version__,
+        "source": port.plan.class_name,
+        "checkpoint_sha256": getattr(ckpt, "sha256", None),
+        "inputs": [{"name": s.name, "shape": s.shape.as_list(), "dtype": s.dtype.name, "layout": lo,
+                    "torch_dtype": str(x.dtype).replace("torch.", "")}
+                   for s, lo, x in zip(specs, layouts, port.example_inputs)],
+        "outputs": [{"name": n, "shape": [None if port.dynamic_batch and i == 0 else d for i, d in enumerate(a.shape)],
+                     "dtype": str(a.dtype), "layout": "torch"} for n, a in outs],
+        "parity": _parity_summary(report),
+    }
+
+
+def _parity_summary(report) -> dict:
+    return {"ok": report.ok, "max_abs_error": report.max_abs_error, "max_rel_error": report.max_rel_error,
+            "first_divergence": report.first_divergence,
+            "runtimes": {r.runtime: ({"skipped": r.skipped} if r.skipped else
+                                     {"ok": r.ok, "max_abs_error": r.max_abs_error, "max_rel_error": r.max_rel_error})
+                         for r in report.runtimes}}
+
+
+def _update_metadata(model_json: Path, patch: dict) -> None:
+    data = json.loads(model_json.read_text())
+    data["userDefinedMetadata"]["bridge"].update(patch)
+    model_json.write_text(json.dumps(data, sort_keys=True))
+
+
+def _report_dict(port, report, tfjs_info, timings) -> dict:
+    ckpt = port.checkpoint
+    return {
+        "bridge_version": __version__,
+        "model": port.plan.class_name,
+        "checkpoint": None if ckpt is None else {"path": str(ckpt.path), "sha256": ckpt.sha256,
+                                                 "format": ckpt.format},
+        "notes": list(port.notes),
+        "inputs": [{"name": n, "shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", "")}
+                   for n, x in zip(port.input_names, port.example_inputs)],
+        "dynamic_batch": port.dynamic_batch,
+        "outputs": port.output_names,
+        "parity": report.to_dict(),
+        "keys": port.keys.to_dict(),
+        "tfjs": tfjs_info,
+        "timings": timings,
+        "_report": report,
+    }
+
+
+def _parity_message(report) -> str:
+    bad = [f"{r.runtime}: max abs error {r.max_abs_error:.3g}" for r in report.runtimes if r.skipped is None and not r.ok]
+    where = f"; first diverging module: {report.first_divergence}" if report.first_divergence else ""
+    return "parity failed (" + ", ".join(bad) + ")" + where + ". Nothing was written (--write-failing writes anyway)."
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move the verified folder into place; an old export is removed only after the new one is in."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)

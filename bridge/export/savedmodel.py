@@ -1,0 +1,68 @@
+"""SavedModel export: one ``serving_default`` signature with named inputs.
+
+Inputs keep torch's layout (NCHW stays NCHW at the boundary). The batch dim is
+``None`` when the torch model accepts other batch sizes. Integer inputs are
+declared int32: tfjs has no int64, and our TF graph only uses ids for gathers.
+Outputs are a flat dict ``{output_name: tensor}`` in the port's output order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import torch
+
+from ..parity import flatten_outputs
+
+
+def tf_dtype(dtype: torch.dtype) -> tf.DType:
+    if dtype.is_floating_point:
+        return tf.float32
+    if dtype == torch.bool:
+        return tf.bool
+    return tf.int32
+
+
+def input_specs(port) -> list[tf.TensorSpec]:
+    specs = []
+    for name, x in zip(port.input_names, port.example_inputs):
+        shape = list(x.shape)
+        if port.dynamic_batch and shape:
+            shape[0] = None
+        specs.append(tf.TensorSpec(shape, tf_dtype(x.dtype), name=name))
+    return specs
+
+
+def serving_function(port):
+    """A tf.function with the port's input signature returning {output_name: tensor}."""
+    model = port.tf_model
+
+    def serve(*args):
+        outs = flatten_outputs(model(*args))
+        return {name: tf.identity(t, name=name) for name, (_, t) in zip(port.output_names, outs)}
+
+    return tf.function(serve, input_signature=input_specs(port))
+
+
+def save_savedmodel(port, out_dir: Path) -> None:
+    fn = serving_function(port)
+    tf.saved_model.save(port.tf_model, str(out_dir), signatures={"serving_default": fn.get_concrete_function()})
+
+
+def run_savedmodel(saved_dir: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Load the written SavedModel and run its signature: parity on the artifact itself."""
+    loaded = tf.saved_model.load(str(saved_dir))
+    fn = loaded.signatures["serving_default"]
+    out = fn(**{k: tf.constant(v) for k, v in feeds.items()})
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def feeds_for(port, inputs: tuple) -> dict[str, np.ndarray]:
+    """Signature feeds for one parity input set (int64 ids become int32, as in the signature)."""
+    out = {}
+    for name, x in zip(port.input_names, inputs):
+        a = x.detach().cpu().numpy()
+        out[name] = a.astype(np.float32) if a.dtype.kind == "f" else a.astype(np.int32) if a.dtype.kind in "iu" else a
+    return out

@@ -1,0 +1,22 @@
+"""TF layers that mirror torch modules where Keras semantics differ.
+
+The generated ``model_tf.py`` imports this package as ``L``. Each family lives in
+its own file; the torch-side mapping that chooses a layer is in
+``bridge/mappings/<same family>.py``.
+"""
+
+from .activation import GELU, Identity, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh, gelu, silu
+from .base import Layer, Namespace, keep_batch_reshape, parameter, record_outputs
+from .conv import Conv1d, Conv2d
+from .linear import Embedding, Linear, matmul
+from .norm import BatchNorm, LayerNorm
+from .padding import pad_axes, spatial_pad
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from .shape import Flatten
+
+__all__ = [
+    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm", "Conv1d", "Conv2d", "Embedding", "Flatten", "GELU",
+    "Identity", "Layer", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "matmul", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d", "Namespace",
+    "ReLU", "Sigmoid", "SiLU", "Softmax", "Tanh", "gelu", "keep_batch_reshape", "pad_axes",
+    "parameter", "record_outputs", "silu", "spatial_pad",
+]

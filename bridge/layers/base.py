@@ -1,0 +1,81 @@
+"""The base of every generated TF layer: a ``tf.Module`` that knows its torch path.
+
+Why ``tf.Module`` rather than a Keras ``Model``: TF 2.19 ships Keras 3, whose
+layers, weight naming and SavedModel export differ from tf-keras; a
+``tf.Module`` holds plain ``tf.Variable``s, exports a ``tf.function`` signature
+directly with ``tf.saved_model.save``, and nests in lists and attributes
+exactly like torch's module tree. Nothing Keras-specific is needed.
+
+Parity taps: while ``record_outputs`` is active (eager only), each layer call
+reports ``(torch_path, output)`` so parity can compare every torch module with
+its TF twin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from contextvars import ContextVar
+from typing import Callable
+
+import tensorflow as tf
+
+_TAP: ContextVar[Callable | None] = ContextVar("bridge_layer_tap", default=None)
+
+
+def identifier(path: str) -> str:
+    """A valid tf.Module name for a torch module path ('features.0' -> 'features_0')."""
+    name = re.sub(r"\W", "_", path) or "root"
+    return name if name[0].isalpha() else "m_" + name
+
+
+class Layer(tf.Module):
+    """A TF layer standing for the torch module at ``path``."""
+
+    def __init__(self, *, path: str):
+        super().__init__(name=identifier(path))
+        self.torch_path = path
+
+    def variable(self, name: str, shape, dtype=tf.float32) -> tf.Variable:
+        """A zero variable; real values are assigned later by the weight step."""
+        return tf.Variable(tf.zeros(shape, dtype=dtype), name=name, trainable=dtype.is_floating)
+
+    def __call__(self, *args):
+        out = self.call(*args)
+        tap = _TAP.get()
+        if tap is not None:
+            tap(self.torch_path, out)
+        return out
+
+    def call(self, *args):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Namespace(tf.Module):
+    """A plain container mirroring a torch module that has children but no mapping itself."""
+
+    def __init__(self, *, path: str, **children):
+        super().__init__(name=identifier(path))
+        self.torch_path = path
+        for key, child in children.items():
+            setattr(self, key, child)
+
+
+def parameter(path: str, shape, dtype=tf.float32) -> tf.Variable:
+    """A raw torch parameter or buffer used directly in forward()."""
+    return tf.Variable(tf.zeros(shape, dtype=dtype), name=identifier(path), trainable=dtype.is_floating)
+
+
+@contextlib.contextmanager
+def record_outputs(callback: Callable[[str, tf.Tensor], None]):
+    """Call ``callback(torch_path, output)`` after every layer call inside the block."""
+    token = _TAP.set(callback)
+    try:
+        yield
+    finally:
+        _TAP.reset(token)
+
+
+def keep_batch_reshape(x, tail) -> tf.Tensor:
+    """Reshape to ``(batch, *tail)`` keeping the batch dim dynamic."""
+    return tf.reshape(x, tf.concat([tf.shape(x)[:1], tf.constant(list(tail), tf.int32)], 0))

@@ -1,0 +1,212 @@
+"""parity: the same inputs through torch and TF (or tfjs), compared output by
+output and, for TF, module by module.
+
+Error measures, for each output (and each module output):
+* ``max_abs_error``: max |tf - torch| over all elements;
+* ``max_rel_error``: max_abs_error / max(|torch|), the error relative to the
+  output's own scale (an elementwise ratio explodes near zero and says little).
+The default bound is ``max_abs_error <= 1e-4 * max(1, max|torch|)``.
+NaN/Inf positions must agree before numbers are compared; integer outputs must
+be equal exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from . import layout as lay
+
+DEFAULT_RTOL = 1e-4  # bound = DEFAULT_RTOL * max(1, max|torch|)
+
+
+def flatten_outputs(obj, prefix: str = "output") -> list[tuple[str, object]]:
+    """(name, tensor) pairs in a fixed order: a tensor, or nested tuples/lists/dicts of them."""
+    if isinstance(obj, (list, tuple)):
+        out = []
+        for i, v in enumerate(obj):
+            out += flatten_outputs(v, f"{prefix}_{i}") if not _is_tensor(v) else [(f"{prefix}_{i}", v)]
+        return out
+    if isinstance(obj, dict):
+        out = []
+        for k, v in obj.items():
+            out += flatten_outputs(v, str(k)) if not _is_tensor(v) else [(str(k), v)]
+        return out
+    return [(f"{prefix}_0", obj)]
+
+
+def _is_tensor(v) -> bool:
+    return hasattr(v, "shape") and hasattr(v, "dtype")
+
+
+def to_numpy(v) -> np.ndarray:
+    if isinstance(v, torch.Tensor):
+        return v.detach().cpu().numpy()
+    return np.asarray(v)
+
+
+@dataclass
+class Diff:
+    name: str
+    shape: list
+    max_abs_error: float
+    max_rel_error: float
+    bound: float
+    ok: bool
+    problem: str | None = None  # shape / NaN mask / integer mismatch
+
+
+def compare(name: str, ref: np.ndarray, got: np.ndarray, rtol: float = DEFAULT_RTOL) -> Diff:
+    ref, got = np.asarray(ref), np.asarray(got)
+    if ref.shape != got.shape:
+        return Diff(name, list(ref.shape), float("inf"), float("inf"), 0.0, False,
+                    f"shape {list(got.shape)} != torch {list(ref.shape)}")
+    if ref.dtype.kind in "iub":
+        bad = int(np.count_nonzero(ref.astype(np.int64) != got.astype(np.int64)))
+        return Diff(name, list(ref.shape), float(bad), float(bad), 0.0, bad == 0,
+                    None if bad == 0 else f"{bad} integer values differ")
+    ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
+    finite = np.isfinite(ref64)
+    if not np.array_equal(finite, np.isfinite(got64)) or not np.array_equal(ref64[~finite], got64[~finite]):
+        return Diff(name, list(ref.shape), float("inf"), float("inf"), 0.0, False, "NaN/Inf positions differ")
+    scale = float(np.max(np.abs(ref64[finite]))) if finite.any() else 0.0
+    err = float(np.max(np.abs(ref64[finite] - got64[finite]))) if finite.any() else 0.0
+    bound = rtol * max(1.0, scale)
+    return Diff(name, list(ref.shape), err, err / scale if scale > 0 else err, bound, err <= bound)
+
+
+@dataclass
+class RuntimeResult:
+    """Outputs of one runtime (tf, savedmodel, tfjs-cpu, ...) against torch, over all parity inputs."""
+
+    runtime: str
+    outputs: list[Diff] = field(default_factory=list)
+    skipped: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.skipped is None and all(d.ok for d in self.outputs)
+
+    @property
+    def max_abs_error(self) -> float:
+        return max((d.max_abs_error for d in self.outputs), default=0.0)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max((d.max_rel_error for d in self.outputs), default=0.0)
+
+    def to_dict(self) -> dict:
+        return {"runtime": self.runtime, "ok": self.ok, "skipped": self.skipped,
+                "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
+                "outputs": [asdict(d) for d in self.outputs]}
+
+
+@dataclass
+class ParityReport:
+    runtimes: list[RuntimeResult]
+    per_module: list[Diff]  # TF vs torch, per module call, in forward order
+    n_inputs: int
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.runtimes if r.skipped is None)
+
+    @property
+    def max_abs_error(self) -> float:
+        return max((r.max_abs_error for r in self.runtimes if r.skipped is None), default=0.0)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max((r.max_rel_error for r in self.runtimes if r.skipped is None), default=0.0)
+
+    @property
+    def first_divergence(self) -> str | None:
+        """The first torch module (in forward order) whose TF output is out of bounds."""
+        return next((d.name for d in self.per_module if not d.ok), None)
+
+    def runtime(self, name: str) -> RuntimeResult | None:
+        return next((r for r in self.runtimes if r.runtime == name), None)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
+                "first_divergence": self.first_divergence, "n_inputs": self.n_inputs,
+                "runtimes": [r.to_dict() for r in self.runtimes],
+                "per_module": [asdict(d) for d in self.per_module]}
+
+
+def merge(name: str, diffs: list[Diff]) -> Diff:
+    """One Diff per name over several input sets: the worst of them."""
+    worst = max(diffs, key=lambda d: (not d.ok, d.max_abs_error / max(d.bound, 1e-30)))
+    return Diff(name, worst.shape, max(d.max_abs_error for d in diffs), max(d.max_rel_error for d in diffs),
+                worst.bound, all(d.ok for d in diffs), next((d.problem for d in diffs if d.problem), None))
+
+
+def make_inputs(examples: tuple, seed: int, n_random: int = 2, batch: int | None = None) -> list[tuple]:
+    """The examples themselves plus seeded random inputs of the same shapes (batch resized if given).
+
+    Float inputs are standard normal; integer inputs are drawn from [0, max(example)] so that
+    embedding ids stay valid.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    sets = [tuple(examples)]
+    for _ in range(n_random):
+        sets.append(tuple(_random_like(x, gen, batch) for x in examples))
+    return sets
+
+
+def _random_like(x: torch.Tensor, gen: torch.Generator, batch: int | None) -> torch.Tensor:
+    shape = list(x.shape)
+    if batch is not None and shape:
+        shape[0] = batch
+    if x.dtype.is_floating_point:
+        return torch.randn(shape, generator=gen, dtype=torch.float32).to(x.dtype)
+    if x.dtype == torch.bool:
+        return torch.randint(0, 2, shape, generator=gen).bool()
+    high = int(x.max().item()) + 1 if x.numel() else 1
+    return torch.randint(0, max(high, 1), shape, generator=gen, dtype=x.dtype)
+
+
+def torch_module_outputs(module: torch.nn.Module, inputs: tuple, paths) -> tuple[object, list[tuple[str, object]]]:
+    """Run torch with forward hooks on ``paths``; returns (outputs, [(path, output) in call order])."""
+    seen: list[tuple[str, object]] = []
+    modules = dict(module.named_modules())
+    handles = [modules[p].register_forward_hook(lambda m, i, o, p=p: seen.append((p, o.detach().clone())))
+               for p in paths]
+    try:
+        with torch.no_grad():
+            out = module(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return out, seen
+
+
+def tf_module_outputs(tf_model, inputs: tuple) -> tuple[object, list[tuple[str, object]]]:
+    from .layers import record_outputs
+
+    seen: list[tuple[str, object]] = []
+    with record_outputs(lambda path, out: seen.append((path, out))):
+        out = tf_model(*[to_numpy(x) for x in inputs])
+    return out, seen
+
+
+def per_module_diffs(torch_seen, tf_seen, layouts: dict[str, list], rtol: float = DEFAULT_RTOL) -> list[Diff]:
+    """Pair the k-th call of each path in torch with the k-th in TF, bring TF back to torch layout, compare."""
+    tf_by_path: dict[str, list] = {}
+    for path, out in tf_seen:
+        tf_by_path.setdefault(path, []).append(out)
+    calls: dict[str, int] = {}
+    diffs = []
+    for path, ref in torch_seen:
+        k = calls.get(path, 0)
+        calls[path] = k + 1
+        got_list = tf_by_path.get(path, [])
+        name = path if k == 0 else f"{path}#{k}"
+        if k >= len(got_list):
+            diffs.append(Diff(name, list(ref.shape), float("inf"), float("inf"), 0.0, False, "no TF output"))
+            continue
+        got = lay.to_torch(np.asarray(got_list[k]), layouts[path][k])
+        diffs.append(compare(name, to_numpy(ref), got, rtol))
+    return diffs

@@ -1,0 +1,407 @@
+"""plan: walk the traced torch graph once and decide everything the TF model needs.
+
+For each fx node the registry's mapping is asked what to do. The result is a
+``Plan``: the TF layers to build (with their weight bindings), the lines of the
+forward pass, and the layout of every value. Unsupported modules and ops are
+collected, not raised one by one, so the user sees all of them at once.
+Nothing here touches TensorFlow.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+from . import layout as lay
+from .errors import Unsupported
+from .registry import LayerPlan, NotSupported, Registry, Tolerance, op_name
+
+
+# ---------------------------------------------------------------- values
+@dataclass(frozen=True)
+class TensorValue:
+    """A tensor in the generated code: its variable, its layout, and torch's shape/dtype for it."""
+
+    var: str
+    layout: lay.Layout
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+
+@dataclass(frozen=True)
+class PyValue:
+    """A Python value computed in the generated code (e.g. a dynamic size), with its traced value."""
+
+    expr: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class ShapeValue:
+    """``x.shape`` / ``x.size()``: indexing it yields sizes (dynamic for the batch dim)."""
+
+    tensor: TensorValue
+
+
+class Missing:
+    """Stands for the output of a node that could not be mapped (already reported)."""
+
+
+MISSING = Missing()
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+# ---------------------------------------------------------------- plan records
+@dataclass
+class LayerUse:
+    path: str
+    module_type: str
+    plan: LayerPlan
+    out_layouts: list = field(default_factory=list)  # one output layout per call, in call order
+
+
+@dataclass(frozen=True)
+class Binding:
+    """TF variable at ``access`` (attribute/index steps from the model root) <- transform(state_dict[key])."""
+
+    access: tuple[Any, ...]
+    key: str
+    transform: Any
+
+
+@dataclass
+class Plan:
+    class_name: str
+    input_names: list[str]
+    input_metas: list[TensorMeta]
+    lines: list[str]
+    output_expr: str
+    output_names: list[str]  # flattened output names, in order
+    layers: dict[str, LayerUse]
+    params: dict[str, TensorMeta]  # raw parameters/buffers used in forward (get_attr)
+    containers: dict[str, str]  # path -> "list" | "dict" | "namespace"
+    bindings: list[Binding]
+    ignored: list[tuple[str, str]]
+    unsupported: list[Unsupported]
+    tolerances: dict[str, Tolerance]  # family/op -> tolerance, for every mapping used that declares one
+
+
+# ---------------------------------------------------------------- contexts given to mappings
+class _Call:
+    def __init__(self, emitter: "Emitter", node: fx.Node):
+        self.em, self.node = emitter, node
+
+    @property
+    def out_meta(self):
+        return self.em.results[self.node]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self.em.results[self.node].shape
+
+
+class ModuleCall(_Call):
+    """What a module mapping sees: the module path and its tensor inputs (with their layouts)."""
+
+    def __init__(self, emitter, node, path: str, inputs: list):
+        super().__init__(emitter, node)
+        self.path, self.inputs = path, inputs
+
+
+class OpCall(_Call):
+    """What an op mapping sees, with helpers to read arguments and emit TF source."""
+
+    def arg(self, index: int, name: str | None = None, default: Any = NotSupported):
+        args, kwargs = self.node.args, self.node.kwargs
+        raw = args[index] if index < len(args) else kwargs.get(name, default)
+        if raw is NotSupported:
+            raise NotSupported(f"argument {name or index} is required")
+        return self.em.value(raw)
+
+    def has_kwargs_other_than(self, *names: str) -> bool:
+        return any(k not in names for k in self.node.kwargs)
+
+    def rest(self, start: int) -> list:
+        """Positional arguments from ``start`` on, flattened once (``x.permute(0, 2, 1)`` or ``permute((0, 2, 1))``)."""
+        vals = [self.em.value(a) for a in self.node.args[start:]]
+        if len(vals) == 1 and isinstance(vals[0], (list, tuple)):
+            return list(vals[0])
+        return vals
+
+    def tensor(self, value, want: lay.Layout | None = None) -> str:
+        """The variable for ``value`` converted to ``want`` (default: keep a Perm, unflatten a Flat)."""
+        if not isinstance(value, TensorValue):
+            return self.render(value)
+        if want is None:
+            want = value.layout if isinstance(value.layout, lay.Perm) else lay.identity(value.rank)
+        return self.em.convert(value, want)
+
+    def render(self, value) -> str:
+        return self.em.render(value)
+
+    def out(self, expr: str, layout: lay.Layout) -> TensorValue:
+        meta = self.out_meta
+        var = self.em.assign(self.node.name, expr)
+        return TensorValue(var, layout, meta.shape, meta.dtype)
+
+    def alias(self, value: TensorValue, layout: lay.Layout) -> TensorValue:
+        """Same TF tensor, new meaning (e.g. a permute absorbed into the layout)."""
+        meta = self.out_meta
+        return TensorValue(value.var, layout, meta.shape, meta.dtype)
+
+    def py(self, expr: str) -> PyValue:
+        return PyValue(expr, self.em.results[self.node])
+
+
+# ---------------------------------------------------------------- the emitter
+_RESERVED = {"tf", "np", "L", "self"}
+
+
+def _ident(name: str) -> str:
+    name = re.sub(r"\W", "_", name)
+    if keyword.iskeyword(name) or name in _RESERVED or not name or name[0].isdigit():
+        name = f"v_{name}"
+    return name
+
+
+class Emitter:
+    def __init__(self, gm: fx.GraphModule, modules: dict, results: dict, registry: Registry, class_name: str):
+        self.gm, self.results, self.registry = gm, results, registry
+        self.modules = modules  # the original module's named_modules(): fx's copy loses container types
+        self.lines: list[str] = []
+        self.env: dict[fx.Node, Any] = {}
+        self.names: set[str] = set()
+        self.conversions: dict[tuple[str, lay.Layout], str] = {}
+        self.layers: dict[str, LayerUse] = {}
+        self.params: dict[str, TensorMeta] = {}
+        self.unsupported: list[Unsupported] = []
+        self.tolerances: dict[str, Tolerance] = {}
+        self.class_name = class_name
+
+    # -- code helpers
+    def fresh(self, base: str) -> str:
+        name, k = _ident(base), 1
+        while name in self.names:
+            k += 1
+            name = f"{_ident(base)}_{k}"
+        self.names.add(name)
+        return name
+
+    def assign(self, base: str, expr: str) -> str:
+        var = self.fresh(base)
+        self.lines.append(f"{var} = {expr}")
+        return var
+
+    def convert(self, value: TensorValue, want: lay.Layout) -> str:
+        key = (value.var, value.layout, want)
+        if key not in self.conversions:
+            expr = lay.convert_expr(value.var, value.layout, want)
+            if expr is None:
+                return value.var
+            suffix = "torch" if isinstance(want, lay.Perm) and want.is_identity else want.describe()
+            self.conversions[key] = self.assign(f"{value.var}_{_ident(suffix)}", expr)
+        return self.conversions[key]
+
+    def render(self, value) -> str:
+        if isinstance(value, PyValue):
+            return value.expr
+        if isinstance(value, TensorValue):
+            return self.convert(value, lay.identity(value.rank))
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(self.render(v) for v in value) + "]"
+        if isinstance(value, torch.dtype):
+            return f"tf.{str(value).replace('torch.', '')}"
+        if isinstance(value, (int, float, bool, str)) or value is None:
+            return repr(value)
+        raise NotSupported(f"cannot express the constant {value!r} in TF")
+
+    def value(self, arg):
+        """fx argument -> Value (recursively through lists, tuples, dicts)."""
+        if isinstance(arg, fx.Node):
+            return self.env[arg]
+        if isinstance(arg, (list, tuple)):
+            return type(arg)(self.value(a) for a in arg)
+        if isinstance(arg, dict):
+            return {k: self.value(v) for k, v in arg.items()}
+        return arg
+
+    # -- the walk
+    def run(self) -> Plan:
+        inputs, metas = [], []
+        for node in self.gm.graph.nodes:
+            if _any_missing(self.value(node.args)) or _any_missing(self.value(node.kwargs)):
+                self.env[node] = MISSING
+                continue
+            try:
+                self.env[node] = getattr(self, f"_{node.op}")(node)
+            except NotSupported as exc:
+                self._report(node, str(exc))
+                self.env[node] = MISSING
+            if node.op == "placeholder":
+                inputs.append(self.env[node].var)
+                metas.append(TensorMeta(self.env[node].shape, self.env[node].dtype))
+            if node.op == "output":
+                output_expr, output_names = self.env[node]
+        return Plan(self.class_name, inputs, metas, self.lines, output_expr, output_names, self.layers,
+                    self.params, {}, [], [], self.unsupported, self.tolerances)
+
+    def _report(self, node: fx.Node, why: str) -> None:
+        if node.op == "call_module":
+            m = self.modules[node.target]
+            self.unsupported.append(Unsupported(node.target, f"{type(m).__module__}.{type(m).__qualname__}", why))
+        else:
+            self.unsupported.append(Unsupported(_source_line(node), _node_op_name(node), why))
+
+    def _placeholder(self, node):
+        meta = self.results[node]
+        if not isinstance(meta, TensorMeta):
+            raise NotSupported("only tensor inputs are supported")
+        var = self.fresh(node.name)
+        return TensorValue(var, lay.identity(len(meta.shape)), meta.shape, meta.dtype)
+
+    def _get_attr(self, node):
+        target = node.target
+        meta = self.results[node]
+        if not isinstance(meta, TensorMeta):
+            raise NotSupported(f"attribute {target} is not a tensor")
+        self.params[target] = meta
+        return TensorValue("self." + _access_source(_param_access(target, self.modules)), lay.identity(len(meta.shape)),
+                           meta.shape, meta.dtype)
+
+    def _call_module(self, node):
+        path = node.target
+        module = self.modules[path]
+        mapping = self.registry.find_module(module)
+        if mapping is None:
+            raise NotSupported("no mapping for this module type")
+        args = [self.value(a) for a in node.args]
+        if node.kwargs or not all(isinstance(a, TensorValue) for a in args):
+            raise NotSupported("module called with non-tensor or keyword arguments")
+        use = self.layers.get(path)
+        if use is None:
+            plan = mapping.plan(module, ModuleCall(self, node, path, args))
+            use = self.layers[path] = LayerUse(path, type(module).__name__, plan)
+            if mapping.tolerance:
+                self.tolerances[mapping.family] = mapping.tolerance
+        ins = [self.convert(a, want) for a, want in zip(args, use.plan.inputs)]
+        expr = f"self.{_access_source(_module_access(path, self.modules))}({', '.join(ins)})"
+        meta = self.results[node]
+        if not isinstance(meta, TensorMeta):
+            raise NotSupported("modules with several outputs are not mapped yet")
+        use.out_layouts.append(use.plan.output)
+        return TensorValue(self.assign(node.name, expr), use.plan.output, meta.shape, meta.dtype)
+
+    def _call_function(self, node):
+        return self._op(node)
+
+    def _call_method(self, node):
+        return self._op(node)
+
+    def _op(self, node):
+        mapping = self.registry.find_op(node.op, node.target)
+        if mapping is None:
+            raise NotSupported("no mapping for this op")
+        if mapping.tolerance:
+            self.tolerances[op_name(mapping.targets[0])] = mapping.tolerance
+        return mapping.emit(OpCall(self, node))
+
+    def _output(self, node):
+        names: list[str] = []
+
+        def out(v, name):
+            if isinstance(v, TensorValue):
+                names.append(name)
+                return self.convert(v, lay.identity(v.rank))
+            if isinstance(v, (list, tuple)):
+                inner = ", ".join(out(x, f"{name}_{i}") for i, x in enumerate(v))
+                return f"({inner},)" if isinstance(v, tuple) else f"[{inner}]"
+            if isinstance(v, dict):
+                return "{" + ", ".join(f"{k!r}: {out(x, str(k))}" for k, x in v.items()) + "}"
+            raise NotSupported(f"output of type {type(v).__name__} is not a tensor")
+
+        result = self.value(node.args[0])
+        expr = out(result, "output") if not isinstance(result, TensorValue) else out(result, "output_0")
+        return expr, names
+
+
+def _any_missing(v) -> bool:
+    if isinstance(v, Missing):
+        return True
+    if isinstance(v, (list, tuple)):
+        return any(_any_missing(x) for x in v)
+    if isinstance(v, dict):
+        return any(_any_missing(x) for x in v.values())
+    return False
+
+
+def _node_op_name(node: fx.Node) -> str:
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    return op_name(node.target)
+
+
+def _source_line(node: fx.Node) -> str:
+    """'op at file.py:LINE' from the fx stack trace (the user's innermost frame)."""
+    trace = node.stack_trace or ""
+    found = re.findall(r'File "([^"]+)", line (\d+)', trace)
+    if found:
+        file, line = found[-1]
+        return f"op at {file.rsplit('/', 1)[-1]}:{line}"
+    return f"op {node.name}"
+
+
+# ---------------------------------------------------------------- module-tree access paths
+def _is_list_container(module: torch.nn.Module) -> bool:
+    return isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList))
+
+
+def _module_access(path: str, modules: dict) -> tuple:
+    """'features.0' -> (('attr','features'), ('item', 0)) mirroring how torch reaches it."""
+    steps, prefix = [], ""
+    if path and (_is_list_container(modules[""]) or isinstance(modules[""], torch.nn.ModuleDict)):
+        steps.append(("attr", "layers"))  # a container at the root keeps its children in .layers
+    for part in path.split("."):
+        parent = modules[prefix]
+        if _is_list_container(parent) and part.isdigit():
+            steps.append(("item", int(part)))
+        elif isinstance(parent, torch.nn.ModuleDict) or not part.isidentifier() or keyword.iskeyword(part):
+            steps.append(("key", part))
+        else:
+            steps.append(("attr", part))
+        prefix = f"{prefix}.{part}" if prefix else part
+    return tuple(steps)
+
+
+def _param_access(target: str, modules: dict) -> tuple:
+    owner, _, name = target.rpartition(".")
+    steps = _module_access(owner, modules) if owner else ()
+    return (*steps, ("attr", name) if name.isidentifier() else ("key", name))
+
+
+def _access_source(steps: tuple) -> str:
+    out = ""
+    for kind, part in steps:
+        if kind == "attr":
+            out += f".{part}"
+        elif kind == "item":
+            out += f"[{part}]"
+        else:
+            out += f"[{part!r}]"
+    return out.lstrip(".")
+
+
+module_access, param_access, access_source = _module_access, _param_access, _access_source

@@ -1,0 +1,54 @@
+"""Pure numpy weight transforms: a closed, named set, each stating its shape change.
+
+A mapping always names the transform it uses; nothing here guesses from a
+tensor's rank or name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Transform:
+    name: str
+    shape_change: str  # e.g. "PT (O,I,kh,kw) -> TF (kh,kw,I,O)"
+    fn: Callable[[np.ndarray], np.ndarray] = field(repr=False, compare=False)
+
+    def __call__(self, array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.fn(array))
+
+
+IDENTITY = Transform("identity", "PT (...) -> TF (...) unchanged", lambda a: a)
+
+LINEAR_KERNEL = Transform("linear_kernel", "PT (out,in) -> TF (in,out)", lambda a: a.T)
+
+CONV2D_KERNEL = Transform("conv2d_kernel", "PT (O,I/g,kh,kw) -> TF (kh,kw,I/g,O)", lambda a: a.transpose(2, 3, 1, 0))
+
+CONV1D_KERNEL = Transform("conv1d_kernel", "PT (O,I/g,k) -> TF (1,k,I/g,O)", lambda a: a.transpose(2, 1, 0)[None])
+
+
+def depthwise_kernel(in_channels: int, spatial_rank: int) -> Transform:
+    """Depthwise conv: torch output channel ``c*m + j`` is TF's (channel c, multiplier j)."""
+
+    def fn(a: np.ndarray) -> np.ndarray:
+        out = a.shape[0]
+        spatial = a.shape[2:]
+        w = a.reshape(in_channels, out // in_channels, *spatial)  # (C, m, *k)
+        w = np.moveaxis(w, (0, 1), (-2, -1))  # (*k, C, m)
+        return w[None] if spatial_rank == 1 else w
+
+    shape = "PT (C*m,1,kh,kw) -> TF (kh,kw,C,m)" if spatial_rank == 2 else "PT (C*m,1,k) -> TF (1,k,C,m)"
+    return Transform("depthwise_kernel", shape, fn)
+
+
+def linear_kernel_folded(columns: np.ndarray) -> Transform:
+    """Linear after a flatten kept in TF order: rows follow the stored column order."""
+    return Transform(
+        "linear_kernel_folded_flatten",
+        "PT (out,in) -> TF (in,out), rows permuted to the channels-last flatten order",
+        lambda a: a.T[columns],
+    )
