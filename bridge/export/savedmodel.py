@@ -43,7 +43,8 @@ def serving_function(port):
         outs = flatten_outputs(model(*args))
         return {name: tf.identity(t, name=name) for name, (_, t) in zip(port.output_names, outs)}
 
-    return tf.function(serve, input_signature=input_specs(port))
+    # autograph off: the generated forward is straight-line TF, and its source is exec'd text
+    return tf.function(serve, input_signature=input_specs(port), autograph=False)
 
 
 def save_savedmodel(port, out_dir: Path) -> None:

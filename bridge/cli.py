@@ -1,0 +1,108 @@
+"""The command line: ``bridge convert`` and ``bridge inspect``.
+
+``build_parser()`` is kept apart from ``main(argv) -> int`` so the CLI can be
+tested in-process. Errors print one clear line (``--debug`` adds the
+traceback) and exit with the code of their class (see bridge/errors.py and the
+README's table).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import click
+
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BridgeError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bridge")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def build_parser(ctx, debug):
+    """Port trained PyTorch models to TensorFlow SavedModel and tfjs, with measured parity."""
+    ctx.obj = {"debug": debug}
+
+
+@build_parser.command()
+@click.argument("target")
+@click.option("--weights", help="Checkpoint: .pt/.pth/.bin (loaded with weights_only) or .safetensors.")
+@click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE[:HIGH]]",
+              help="Example input, e.g. 1x3x64x64 or 1x16:int64:30522 (ids in [0, HIGH)). Repeat per input.")
+@click.option("--kwargs", help="Constructor kwargs as JSON, or @file.json.")
+@click.option("--inputs", "inputs_npz", metavar="FILE.npz", help="Your own parity inputs, keyed by input name.")
+@click.option("--out", type=click.Path(path_type=Path), help="Output folder (default: exports/<name>).")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@click.option("--write-failing", is_flag=True, help="Write artifacts even if parity fails (marked failing).")
+@click.option("--no-tfjs", is_flag=True, help="Skip the tfjs export and its verification.")
+@click.option("--backends", default="cpu,wasm", show_default=True, help="tfjs backends to verify in node.")
+@click.option("--allow-nonfinite", is_flag=True, help="Accept NaN/Inf in the checkpoint's weights.")
+@click.option("--seed", default=0, show_default=True, help="Seed for example and parity inputs.")
+def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, no_tfjs, backends,
+            allow_nonfinite, seed):
+    """Convert TARGET (a models/ folder, module:Class or file.py:Class) and verify it end to end."""
+    from rich.console import Console
+
+    from .convert_cmd import run_convert
+
+    console = Console(stderr=False)
+    started = time.perf_counter()
+    report = run_convert(console, target=target, weights=weights, inputs=list(inputs), kwargs=kwargs,
+                         inputs_npz=inputs_npz, out=out, force=force, write_failing=write_failing,
+                         tfjs=not no_tfjs, backends=tuple(b for b in backends.split(",") if b),
+                         allow_nonfinite=allow_nonfinite, seed=seed)
+    console.print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0 if report["parity"]["ok"] else 4
+
+
+@build_parser.command()
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def inspect(path, as_json):
+    """Show a checkpoint's keys, shapes, dtypes, prefixes and parameter count."""
+    from rich.console import Console
+
+    from .checkpoint import inspect_checkpoint, render_inspect
+
+    info = inspect_checkpoint(path)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+    else:
+        render_inspect(info, Console())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        result = build_parser.main(args=argv, prog_name="bridge", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_BAD_INPUT
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except BridgeError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        return exc.exit_code
+    except Exception as exc:  # a bug of ours: say so briefly
+        if debug:
+            traceback.print_exc()
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        return EXIT_INTERNAL
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

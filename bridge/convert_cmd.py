@@ -1,0 +1,89 @@
+"""``bridge convert``: load -> trace/plan/build -> parity -> save -> verify,
+with a progress line per step and a short summary table at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from rich.table import Table
+
+from .api import Options, convert
+from .build import check_fits
+from .checkpoint import load_checkpoint
+from .errors import BadInputError
+from .export.save import SaveOptions
+from .target import instantiate, load_npz_inputs, resolve
+
+
+def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, tfjs,
+                backends, allow_nonfinite, seed) -> dict:
+    t = resolve(target, weights=weights, inputs=inputs, kwargs=kwargs)
+    out = Path(out) if out else Path("exports") / t.name
+    if out.exists() and not force:  # fail before any slow work
+        raise BadInputError(f"{out} already exists; pass --force to replace it")
+    with console.status("loading") as status:
+        module = instantiate(t)
+        ckpt, notes = None, []
+        if t.weights is not None:
+            status.update(f"reading {t.weights}")
+            ckpt = load_checkpoint(t.weights, allow_nonfinite=allow_nonfinite)
+            check_fits(module, ckpt.state_dict)
+            module.load_state_dict(ckpt.state_dict, strict=True)
+            notes = ckpt.notes()
+        else:
+            notes = ["no --weights: the module's freshly initialized weights were converted"]
+        gen = torch.Generator().manual_seed(seed)
+        examples = tuple(spec.example(gen) for spec in t.inputs)
+        status.update("tracing and building the TF model")
+        port = convert(module, examples, options=Options(seed=seed, origin=t.origin))
+        port.checkpoint, port.notes = ckpt, notes
+        if inputs_npz:
+            port.extra_inputs = _batched(load_npz_inputs(inputs_npz, port.input_names, examples), examples,
+                                         port.dynamic_batch)
+        report = port.save(out, options=SaveOptions(force=force, tfjs=tfjs, backends=backends,
+                                                    write_failing=write_failing),
+                           progress=status.update)
+    _summary(console, report, out)
+    return report
+
+
+def _batched(sets: list[tuple], examples: tuple, dynamic: bool) -> list[tuple]:
+    """With a fixed batch size, split user inputs into chunks of the example's batch."""
+    if dynamic:
+        return sets
+    b = examples[0].shape[0]
+    out = []
+    for inputs in sets:
+        n = inputs[0].shape[0]
+        out += [tuple(x[i:i + b] for x in inputs) for i in range(0, n - n % b, b)]
+    return out
+
+
+def _summary(console, report: dict, out: Path) -> None:
+    for note in report["notes"]:
+        console.print(f"[dim]note:[/dim] {note}")
+    table = Table(title=f"parity vs torch ({report['parity']['n_inputs']} input sets)")
+    for col in ("runtime", "output", "max abs error", "max rel error", "bound", "ok"):
+        table.add_column(col)
+    for r in report["parity"]["runtimes"]:
+        if r["skipped"]:
+            table.add_row(r["runtime"], "-", "-", "-", "-", f"[yellow]skipped: {r['skipped']}[/yellow]")
+            continue
+        for o in r["outputs"]:
+            ok = "[green]yes[/green]" if o["ok"] else f"[red]NO[/red] {o['problem'] or ''}"
+            table.add_row(r["runtime"], o["name"], f"{o['max_abs_error']:.3g}", f"{o['max_rel_error']:.3g}",
+                          f"{o['bound']:.3g}", ok)
+    console.print(table)
+    first = report["parity"]["first_divergence"]
+    if first:
+        console.print(f"[red]first diverging module:[/red] {first}")
+    keys = report["keys"]
+    console.print(f"weights: {len(keys['used'])} keys used, {len(keys['ignored'])} ignored on purpose"
+                  + (f", [yellow]{len(keys['unused'])} unused by forward(): {', '.join(keys['unused'])}[/yellow]"
+                     if keys["unused"] else ""))
+    if report.get("tfjs"):
+        console.print(f"tfjs graph: {sum(report['tfjs']['op_counts'].values())} nodes, "
+                      f"{report['tfjs']['transpose_count']} Transpose ops")
+    status = "[green]verified[/green]" if report["parity"]["ok"] else "[red]FAILING (written on request)[/red]"
+    console.print(f"wrote {out}/ (saved_model, tfjs, model_tf.py, report.json): {status}")
