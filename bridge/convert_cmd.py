@@ -38,8 +38,9 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
         status.update("tracing and building the TF model")
         port = convert(module, examples, options=Options(seed=seed, origin=t.origin))
         port.checkpoint, port.notes = ckpt, notes
-        if inputs_npz:
-            port.extra_inputs = _batched(load_npz_inputs(inputs_npz, port.input_names, examples), examples,
+        npz = inputs_npz or t.parity_inputs
+        if npz:
+            port.extra_inputs = _batched(load_npz_inputs(npz, port.input_names, examples), examples,
                                          port.dynamic_batch)
         report = port.save(out, options=SaveOptions(force=force, tfjs=tfjs, backends=backends,
                                                     write_failing=write_failing),

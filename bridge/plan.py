@@ -242,8 +242,11 @@ class Emitter:
     # -- the walk
     def run(self) -> Plan:
         inputs, metas = [], []
+        output_expr, output_names = "None", []
         for node in self.gm.graph.nodes:
             if _any_missing(self.value(node.args)) or _any_missing(self.value(node.kwargs)):
+                if not self._has_mapping(node):  # still worth reporting: it needs a mapping anyway
+                    self._report(node, "no mapping for this " + ("module type" if node.op == "call_module" else "op"))
                 self.env[node] = MISSING
                 continue
             try:
@@ -254,10 +257,17 @@ class Emitter:
             if node.op == "placeholder":
                 inputs.append(self.env[node].var)
                 metas.append(TensorMeta(self.env[node].shape, self.env[node].dtype))
-            if node.op == "output":
+            if node.op == "output" and self.env[node] is not MISSING:
                 output_expr, output_names = self.env[node]
         return Plan(self.class_name, inputs, metas, self.lines, output_expr, output_names, self.layers,
                     self.params, {}, [], [], self.unsupported, self.tolerances)
+
+    def _has_mapping(self, node: fx.Node) -> bool:
+        if node.op == "call_module":
+            return self.registry.find_module(self.modules[node.target]) is not None
+        if node.op in ("call_function", "call_method"):
+            return self.registry.find_op(node.op, node.target) is not None
+        return True
 
     def _report(self, node: fx.Node, why: str) -> None:
         if node.op == "call_module":
@@ -357,7 +367,8 @@ def _node_op_name(node: fx.Node) -> str:
 def _source_line(node: fx.Node) -> str:
     """'op at file.py:LINE' from the fx stack trace (the user's innermost frame)."""
     trace = node.stack_trace or ""
-    found = re.findall(r'File "([^"]+)", line (\d+)', trace)
+    found = [(f, n) for f, n in re.findall(r'File "([^"]+)", line (\d+)', trace)
+             if "/torch/" not in f and "/bridge/" not in f]
     if found:
         file, line = found[-1]
         return f"op at {file.rsplit('/', 1)[-1]}:{line}"

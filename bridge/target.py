@@ -71,6 +71,7 @@ class Target:
     inputs: list[InputSpec] = field(default_factory=list)
     name: str = "model"
     origin: str = ""
+    parity_inputs: Path | None = None  # an .npz of real inputs to check besides the random ones
 
 
 def load_class(spec: str, base: Path | None = None) -> type:
@@ -148,7 +149,9 @@ def from_manifest(folder: Path) -> Target:
     inputs = [InputSpec(tuple(i["shape"]), _DTYPES[i.get("dtype", "float32")], int(i.get("high", 2)), i.get("name"))
               for i in data.get("inputs", [])]
     weights = folder / data["weights"] if data.get("weights") else None
-    return Target(load_class(spec, folder), data.get("kwargs", {}), weights, inputs, folder.name, f"{folder}/{spec}")
+    parity = folder / data["parity_inputs"] if data.get("parity_inputs") else None
+    return Target(load_class(spec, folder), data.get("kwargs", {}), weights, inputs, folder.name,
+                  f"{folder}/{spec}", parity)
 
 
 def resolve(target: str, *, weights: str | None, inputs: list[str], kwargs: str | None) -> Target:
@@ -182,7 +185,7 @@ def instantiate(t: Target) -> torch.nn.Module:
     return module
 
 
-def load_npz_inputs(path: str, names: list[str], examples: tuple) -> list[tuple]:
+def load_npz_inputs(path, names: list[str], examples: tuple) -> list[tuple]:
     """User parity inputs: arrays keyed by input name (or arr_0, arr_1, ...), with a leading batch dim."""
     p = Path(path)
     if not p.is_file():

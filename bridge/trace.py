@@ -18,7 +18,7 @@ import inspect
 import torch
 import torch.fx as fx
 
-from .errors import Unsupported, UnsupportedError
+from .errors import BadInputError, Unsupported, UnsupportedError
 from .plan import TensorMeta
 from .registry import Registry
 
@@ -82,6 +82,11 @@ def _meta(value):
 
 def record(gm: fx.GraphModule, inputs: tuple) -> dict:
     rec = _Recorder(gm)
-    with torch.no_grad():
-        rec.run(*inputs)
+    try:
+        with torch.no_grad():
+            rec.run(*inputs)
+    except Exception as exc:
+        shapes = ", ".join(f"{list(x.shape)}:{str(x.dtype).replace('torch.', '')}" for x in inputs)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BadInputError(f"the torch module fails on the example inputs ({shapes}): {first}") from None
     return rec.results

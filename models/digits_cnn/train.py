@@ -77,6 +77,7 @@ def write_manifest(metrics: dict) -> None:
         "kwargs": KWARGS,
         "weights": WEIGHTS,
         "inputs": [{"name": "x", "shape": [1, 1, 8, 8], "dtype": "float32"}],
+        "parity_inputs": "sample_inputs.npz",  # real test digits, checked besides seeded random inputs
         "description": old.get(
             "description",
             "Small CNN for sklearn load_digits (8x8 grey, pixels/16 in [0, 1], NCHW) "
