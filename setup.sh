@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install everything bridge needs into ./.venv and bridge/export/js/node_modules.
+#   ./setup.sh          the tool: Python deps + the npm packages of the tfjs runner
+#   ./setup.sh --test   the same plus the test dependencies
+# Safe to re-run: it reuses an existing .venv and only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+
+python3 -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "bridge needs Python 3.11 (TF 2.19 + tensorflowjs 4.22)")'
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade "pip>=24"
+# torch is pinned exactly (2.13.0, CPU): a loose torch requirement pulls a multi-GB CUDA build.
+.venv/bin/python -m pip install --quiet -e ".${extras}"
+.venv/bin/python -m pip check
+.venv/bin/python -c "import tensorflowjs, tensorflow, torch; print('python deps ok: torch', torch.__version__, '| tf', tensorflow.__version__, '| tfjs', tensorflowjs.__version__)"
+
+if command -v node >/dev/null 2>&1; then
+  npm ci --prefix bridge/export/js --no-audit --no-fund --loglevel=error
+  echo "npm packages ok: $(node --version), @tensorflow/tfjs + tfjs-backend-wasm 4.22.0"
+else
+  echo "warning: node not found: tfjs verification will be skipped (install Node >= 18)" >&2
+fi

@@ -1,0 +1,55 @@
+"""Every models/ entry, from its checkpoint file to tfjs running in node on cpu and wasm.
+
+This goes through the CLI exactly as a user would (`bridge convert models/<name>`)
+and reads the report it writes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bridge.cli import main
+
+from conftest import MODELS, ROOT
+
+# float32 target: max abs error <= 1e-5 relative to the output's scale (max |torch output|, at least 1)
+TARGET = 1e-5
+
+
+@pytest.mark.node
+@pytest.mark.parametrize("name", MODELS)
+def test_model_converts_and_matches_in_every_runtime(name, tmp_path, node_or_skip):
+    out = tmp_path / name
+    assert main(["convert", str(ROOT / "models" / name), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    runtimes = {r["runtime"]: r for r in report["parity"]["runtimes"]}
+    assert set(runtimes) == {"tf", "savedmodel", "tfjs-cpu", "tfjs-wasm"}
+    for r in runtimes.values():
+        assert r["skipped"] is None and r["ok"], r
+        for o in r["outputs"]:
+            scale = o["bound"] / 1e-4  # bound = 1e-4 * max(1, max|torch|)
+            assert o["max_abs_error"] <= TARGET * scale, (r["runtime"], o)
+    assert report["parity"]["first_divergence"] is None
+    assert report["checkpoint"]["sha256"] and len(report["checkpoint"]["sha256"]) == 64
+    assert report["keys"]["unused"] == [] and report["keys"]["shared"] == {}
+    meta = json.loads((out / "tfjs" / "model.json").read_text())["userDefinedMetadata"]["bridge"]
+    assert meta["checkpoint_sha256"] == report["checkpoint"]["sha256"]
+    assert meta["parity"]["runtimes"]["tfjs-wasm"]["ok"] is True
+    assert [i["name"] for i in meta["inputs"]] == [i["name"] for i in report["inputs"]]
+    assert set(meta["output_nodes"]) == set(report["outputs"])
+    assert (out / "model_tf.py").read_text().startswith('"""TF port of')
+    assert (out / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_digits_cnn_uses_one_transpose_and_folds_flatten(tmp_path):
+    """NCHW -> NHWC once at the input; the flatten before the Linear costs no transpose."""
+    out = tmp_path / "d"
+    assert main(["convert", str(ROOT / "models" / "digits_cnn"), "--out", str(out), "--no-tfjs"]) == 0
+    source = (out / "model_tf.py").read_text()
+    assert source.count("tf.transpose(") == 1
+    report = json.loads((out / "report.json").read_text())
+    assert report["keys"]["used"]["classifier.2.weight"] == "linear_kernel_folded_flatten"
+    assert report["dynamic_batch"] is True
+    assert report["parity"]["n_inputs"] == 5  # example, 2 random, a batch of 3, the real digits
