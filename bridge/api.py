@@ -17,13 +17,14 @@ from .build import account_keys, instantiate, load_weights
 from .errors import BadInputError, UnsupportedError
 from .plan import Emitter, Plan
 from .registry import Registry, default_registry
+from .tolerances import Resolved, ToleranceConfig, resolve
 from .trace import record, trace
 
 
 @dataclass(frozen=True)
 class Options:
     seed: int = 0
-    rtol: float = parity.DEFAULT_RTOL  # parity bound: rtol * max(1, max|torch output|)
+    tolerance: ToleranceConfig = field(default_factory=ToleranceConfig)  # overrides; see tolerances.py
     n_random_inputs: int = 2
     class_name: str | None = None
     origin: str | None = None  # where the module came from, for the generated docstring
@@ -46,6 +47,13 @@ class Port:
     notes: list = field(default_factory=list)  # e.g. checkpoint unwrapping and dtype casts
     checkpoint: object = None  # checkpoint.Checkpoint when converted from a file
     _parity: parity.ParityReport | None = None
+
+    @property
+    def tolerance(self) -> Resolved:
+        """The parity bound of each module and of the outputs (bound = rtol * max(1, max|torch|))."""
+        layers = {p: (u.module_type, u.tolerance) for p, u in self.plan.layers.items()}
+        layers.update({f"op:{name}": (name, tol) for name, tol in self.plan.tolerances.items()})
+        return resolve(layers, self.options.tolerance)
 
     @property
     def input_names(self) -> list[str]:
@@ -74,6 +82,8 @@ class Port:
 
     def _run_parity(self) -> parity.ParityReport:
         layouts = {p: u.out_layouts for p, u in self.plan.layers.items()}
+        tol = self.tolerance
+        rtols = {p: t.rtol for p, t in tol.per_module.items()}
         out_diffs: dict[str, list] = {}
         mod_diffs: dict[str, list] = {}
         order: list[str] = []
@@ -82,14 +92,14 @@ class Port:
             got, tf_seen = parity.tf_module_outputs(self.tf_model, inputs)
             for (name, r), (_, g) in zip(parity.flatten_outputs(ref), parity.flatten_outputs(got)):
                 out_diffs.setdefault(name, []).append(
-                    parity.compare(name, parity.to_numpy(r), np.asarray(g), self.options.rtol))
-            for d in parity.per_module_diffs(torch_seen, tf_seen, layouts, self.options.rtol):
+                    parity.compare(name, parity.to_numpy(r), np.asarray(g), tol.output.rtol))
+            for d in parity.per_module_diffs(torch_seen, tf_seen, layouts, rtols):
                 if d.name not in mod_diffs:
                     order.append(d.name)
                 mod_diffs.setdefault(d.name, []).append(d)
         tf_result = parity.RuntimeResult("tf", [parity.merge(n, ds) for n, ds in out_diffs.items()])
         per_module = [parity.merge(n, mod_diffs[n]) for n in order]
-        return parity.ParityReport([tf_result], per_module, len(self.parity_inputs()))
+        return parity.ParityReport([tf_result], per_module, len(self.parity_inputs()), tol.to_dict())
 
     def save(self, out, **kwargs):
         """Write SavedModel, tfjs, model_tf.py and report.json to ``out``; see ``bridge.export.save``."""

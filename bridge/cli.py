@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -43,8 +44,11 @@ def build_parser(ctx, debug):
 @click.option("--backends", default="cpu,wasm", show_default=True, help="tfjs backends to verify in node.")
 @click.option("--allow-nonfinite", is_flag=True, help="Accept NaN/Inf in the checkpoint's weights.")
 @click.option("--seed", default=0, show_default=True, help="Seed for example and parity inputs.")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="KEY=RTOL",
+              help="Parity bound override: default=1e-4, a module path (features.3=1e-3) or a layer type "
+                   "(Conv2d=1e-3). Also read from [tool.bridge.tolerance] in pyproject.toml.")
 def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, no_tfjs, backends,
-            allow_nonfinite, seed):
+            allow_nonfinite, seed, tolerances):
     """Convert TARGET (a models/ folder, module:Class or file.py:Class) and verify it end to end."""
     from rich.console import Console
 
@@ -55,7 +59,7 @@ def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_faili
     report = run_convert(console, target=target, weights=weights, inputs=list(inputs), kwargs=kwargs,
                          inputs_npz=inputs_npz, out=out, force=force, write_failing=write_failing,
                          tfjs=not no_tfjs, backends=tuple(b for b in backends.split(",") if b),
-                         allow_nonfinite=allow_nonfinite, seed=seed)
+                         allow_nonfinite=allow_nonfinite, seed=seed, tolerances=list(tolerances))
     console.print(f"done in {time.perf_counter() - started:.1f} s")
     return 0 if report["parity"]["ok"] else 4
 
@@ -81,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so temporary folders are removed
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         result = build_parser.main(args=argv, prog_name="bridge", standalone_mode=False)
     except click.exceptions.Exit as exc:

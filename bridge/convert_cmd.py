@@ -12,14 +12,18 @@ from .api import Options, convert
 from .build import check_fits
 from .checkpoint import load_checkpoint
 from .errors import BadInputError
-from .export.save import SaveOptions
+from .export.save import SaveOptions, recover
 from .target import instantiate, load_npz_inputs, resolve
+from .tolerances import ToleranceConfig, from_pyproject
 
 
 def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, tfjs,
-                backends, allow_nonfinite, seed) -> dict:
+                backends, allow_nonfinite, seed, tolerances=()) -> dict:
     t = resolve(target, weights=weights, inputs=inputs, kwargs=kwargs)
+    tolerance = from_pyproject().merged(ToleranceConfig.parse(tolerances))
     out = Path(out) if out else Path("exports") / t.name
+    for line in recover(out):  # what a killed earlier run left behind
+        console.print(f"[yellow]recovered:[/yellow] {line}")
     if out.exists() and not force:  # fail before any slow work
         raise BadInputError(f"{out} already exists; pass --force to replace it")
     with console.status("loading") as status:
@@ -36,7 +40,7 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
         gen = torch.Generator().manual_seed(seed)
         examples = tuple(spec.example(gen) for spec in t.inputs)
         status.update("tracing and building the TF model")
-        port = convert(module, examples, options=Options(seed=seed, origin=t.origin))
+        port = convert(module, examples, options=Options(seed=seed, origin=t.origin, tolerance=tolerance))
         port.checkpoint, port.notes = ckpt, notes
         npz = inputs_npz or t.parity_inputs
         if npz:
@@ -76,6 +80,9 @@ def _summary(console, report: dict, out: Path) -> None:
             table.add_row(r["runtime"], o["name"], f"{o['max_abs_error']:.3g}", f"{o['max_rel_error']:.3g}",
                           f"{o['bound']:.3g}", ok)
     console.print(table)
+    tol = report["parity"].get("tolerance") or {}
+    if tol:
+        console.print(f"bound: {tol['rtol']:g} x max(1, max|torch|) ({tol['reason']})")
     first = report["parity"]["first_divergence"]
     if first:
         console.print(f"[red]first diverging module:[/red] {first}")

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from . import layout as lay
+from .tolerances import DEFAULT
 
-DEFAULT_RTOL = 1e-4  # bound = DEFAULT_RTOL * max(1, max|torch|)
+DEFAULT_RTOL = DEFAULT.rtol  # bound = rtol * max(1, max|torch|); see tolerances.py
 
 
 def flatten_outputs(obj, prefix: str = "output") -> list[tuple[str, object]]:
@@ -108,6 +109,8 @@ class ParityReport:
     runtimes: list[RuntimeResult]
     per_module: list[Diff]  # TF vs torch, per module call, in forward order
     n_inputs: int
+    tolerance: dict = field(default_factory=dict)  # tolerances.Resolved.to_dict(): rtol in force and why
+    per_module_runtimes: dict = field(default_factory=dict)  # runtime -> [Diff] beyond TF (e.g. tfjs-wasm)
 
     @property
     def ok(self) -> bool:
@@ -123,8 +126,12 @@ class ParityReport:
 
     @property
     def first_divergence(self) -> str | None:
-        """The first torch module (in forward order) whose TF output is out of bounds."""
-        return next((d.name for d in self.per_module if not d.ok), None)
+        """The first torch module (in forward order) whose output is out of bounds, in TF or else in tfjs."""
+        for diffs in (self.per_module, *self.per_module_runtimes.values()):
+            bad = next((d.name for d in diffs if not d.ok), None)
+            if bad:
+                return bad
+        return None
 
     def runtime(self, name: str) -> RuntimeResult | None:
         return next((r for r in self.runtimes if r.runtime == name), None)
@@ -132,8 +139,11 @@ class ParityReport:
     def to_dict(self) -> dict:
         return {"ok": self.ok, "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
                 "first_divergence": self.first_divergence, "n_inputs": self.n_inputs,
+                "tolerance": self.tolerance,
                 "runtimes": [r.to_dict() for r in self.runtimes],
-                "per_module": [asdict(d) for d in self.per_module]}
+                "per_module": [asdict(d) for d in self.per_module],
+                "per_module_runtimes": {"tf": [asdict(d) for d in self.per_module],
+                                        **{k: [asdict(d) for d in v] for k, v in self.per_module_runtimes.items()}}}
 
 
 def merge(name: str, diffs: list[Diff]) -> Diff:
@@ -192,7 +202,7 @@ def tf_module_outputs(tf_model, inputs: tuple) -> tuple[object, list[tuple[str, 
     return out, seen
 
 
-def per_module_diffs(torch_seen, tf_seen, layouts: dict[str, list], rtol: float = DEFAULT_RTOL) -> list[Diff]:
+def per_module_diffs(torch_seen, tf_seen, layouts: dict[str, list], rtols: dict[str, float]) -> list[Diff]:
     """Pair the k-th call of each path in torch with the k-th in TF, bring TF back to torch layout, compare."""
     tf_by_path: dict[str, list] = {}
     for path, out in tf_seen:
@@ -208,5 +218,5 @@ def per_module_diffs(torch_seen, tf_seen, layouts: dict[str, list], rtol: float 
             diffs.append(Diff(name, list(ref.shape), float("inf"), float("inf"), 0.0, False, "no TF output"))
             continue
         got = lay.to_torch(np.asarray(got_list[k]), layouts[path][k])
-        diffs.append(compare(name, to_numpy(ref), got, rtol))
+        diffs.append(compare(name, to_numpy(ref), got, rtols.get(path, DEFAULT_RTOL)))
     return diffs

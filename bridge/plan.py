@@ -19,7 +19,8 @@ import torch.fx as fx
 
 from . import layout as lay
 from .errors import Unsupported
-from .registry import LayerPlan, NotSupported, Registry, Tolerance, op_name
+from .registry import LayerPlan, NotSupported, Registry, op_name
+from .tolerances import Tolerance
 
 
 # ---------------------------------------------------------------- values
@@ -71,6 +72,7 @@ class LayerUse:
     path: str
     module_type: str
     plan: LayerPlan
+    tolerance: Tolerance | None = None  # declared by its mapping, if looser than the default
     out_layouts: list = field(default_factory=list)  # one output layout per call, in call order
 
 
@@ -304,9 +306,7 @@ class Emitter:
         use = self.layers.get(path)
         if use is None:
             plan = mapping.plan(module, ModuleCall(self, node, path, args))
-            use = self.layers[path] = LayerUse(path, type(module).__name__, plan)
-            if mapping.tolerance:
-                self.tolerances[mapping.family] = mapping.tolerance
+            use = self.layers[path] = LayerUse(path, type(module).__name__, plan, mapping.tolerance)
         ins = [self.convert(a, want) for a, want in zip(args, use.plan.inputs)]
         expr = f"self.{_access_source(_module_access(path, self.modules))}({', '.join(ins)})"
         meta = self.results[node]

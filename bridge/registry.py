@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 
 from .layout import Layout
+from .tolerances import Tolerance
 from .transforms import Transform
 
 FAMILIES = ("activation", "linear", "conv", "norm", "pooling", "shape", "arith", "misc")
@@ -25,14 +26,6 @@ FAMILIES = ("activation", "linear", "conv", "norm", "pooling", "shape", "arith",
 
 class NotSupported(Exception):
     """Raised by a mapping for a configuration it cannot express; collected, never shown raw."""
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """A looser-than-default parity bound for outputs downstream of a mapping, with its reason."""
-
-    atol: float
-    reason: str
 
 
 @dataclass(frozen=True)

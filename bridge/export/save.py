@@ -12,13 +12,22 @@ Layout of ``out/``::
 
 An existing ``out`` is never replaced without ``force``. A failure (or an
 interrupt) at any point leaves ``out`` as it was and removes the temporary folder.
+A hard kill cannot clean up after itself, so every save first recovers what a
+killed run left beside ``out``: stale temporary folders are removed, and an old
+export moved aside for ``--force`` is put back if the new one never arrived.
+
+``BRIDGE_FAULT=<point>`` kills the process (SIGKILL) at a named point; the tests
+use it to prove the above. Points: ``model_tf``, ``savedmodel``, ``tfjs``,
+``report``, ``replace`` (between moving the old export aside and the new one in).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -43,6 +52,7 @@ def save(port, out, options: SaveOptions | None = None, progress=None, **kwargs)
     options = options or SaveOptions(**kwargs)
     step = progress or (lambda message: None)
     out = Path(out)
+    recover(out)
     if out.exists() and not options.force:
         raise BadInputError(f"{out} already exists; pass --force (force=True) to replace it")
     step("parity: TF vs torch")
@@ -50,13 +60,14 @@ def save(port, out, options: SaveOptions | None = None, progress=None, **kwargs)
     if not report.ok and not options.write_failing:
         raise ParityError(_parity_message(report), report)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     try:
         result = _write_all(port, tmp, options, step)
         if not result["parity"]["ok"] and not options.write_failing:
             raise ParityError(_parity_message(result["_report"]), result["_report"])
         result.pop("_report")
         (tmp / "report.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+        _fault("report")
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -68,8 +79,10 @@ def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
     timings = {}
     t = time.perf_counter()
     (tmp / "model_tf.py").write_text(port.source)
+    _fault("model_tf")
     step("writing SavedModel")
     savedmodel.save_savedmodel(port, tmp / "saved_model")
+    _fault("savedmodel")
     timings["savedmodel_s"] = time.perf_counter() - t
     report = port.parity()
     refs = [(inputs, port.torch_outputs(inputs)) for inputs in port.parity_inputs()]
@@ -81,6 +94,7 @@ def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
         t = time.perf_counter()
         step("converting to tfjs")
         tfjs_info = tfjs.convert_to_tfjs(tmp / "saved_model", tmp / "tfjs", metadata=_metadata(port, report))
+        _fault("tfjs")
         timings["tfjs_convert_s"] = time.perf_counter() - t
         t = time.perf_counter()
         step("verifying tfjs in node (" + ", ".join(options.backends) + ")")
@@ -95,7 +109,7 @@ def _check_runtime(name: str, refs, port, run) -> parity.RuntimeResult:
     for inputs, ref in refs:
         got = run(savedmodel.feeds_for(port, inputs))
         for out_name, r in ref:
-            diffs.setdefault(out_name, []).append(parity.compare(out_name, r, got[out_name], port.options.rtol))
+            diffs.setdefault(out_name, []).append(parity.compare(out_name, r, got[out_name], port.tolerance.output.rtol))
     return parity.RuntimeResult(name, [parity.merge(n, d) for n, d in diffs.items()])
 
 
@@ -111,7 +125,7 @@ def _check_tfjs(port, refs, model_dir: Path, options: SaveOptions) -> list[parit
         for backend, got in results.items():
             for out_name, r in ref:
                 diffs[backend].setdefault(out_name, []).append(
-                    parity.compare(out_name, r, got[out_name], port.options.rtol))
+                    parity.compare(out_name, r, got[out_name], port.tolerance.output.rtol))
     return [parity.RuntimeResult(f"tfjs-{b}", [parity.merge(n, d) for n, d in diffs[b].items()])
             for b in options.backends]
 
@@ -180,7 +194,44 @@ def _replace(tmp: Path, out: Path) -> None:
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
+        _fault("replace")
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
+
+
+def recover(out: Path) -> list[str]:
+    """Undo what a killed save left beside ``out``; returns what was done (for the log)."""
+    done = []
+    if not out.parent.is_dir():
+        return done
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(tmp|old)-(\d+)(-.*)?")
+    for path in sorted(out.parent.iterdir()):
+        m = pattern.fullmatch(path.name)
+        if not m or _alive(int(m.group(2))):
+            continue
+        if m.group(1) == "old" and not out.exists():
+            os.replace(path, out)
+            done.append(f"restored {out} from an interrupted --force")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed {path.name} left by an interrupted run")
+    return done
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fault(point: str) -> None:
+    if os.environ.get("BRIDGE_FAULT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
