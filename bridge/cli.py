@@ -47,8 +47,14 @@ def build_parser(ctx, debug):
 @click.option("--tolerance", "tolerances", multiple=True, metavar="KEY=RTOL",
               help="Parity bound override: default=1e-4, a module path (features.3=1e-3) or a layer type "
                    "(Conv2d=1e-3). Also read from [tool.bridge.tolerance] in pyproject.toml.")
+@click.option("--per-module-tfjs/--no-per-module-tfjs", default=True, show_default=True,
+              help="Also compare every module's output inside tfjs (a second, throw-away conversion).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write report.json here.")
+@click.option("--junit", type=click.Path(path_type=Path), help="Write a JUnit XML parity report (for CI).")
+@click.option("--markdown", type=click.Path(path_type=Path), help="Write a Markdown summary (for PR comments).")
+@click.option("--html", type=click.Path(path_type=Path), help="Write an HTML report with a per-module error plot.")
 def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, no_tfjs, backends,
-            allow_nonfinite, seed, tolerances):
+            allow_nonfinite, seed, tolerances, per_module_tfjs, json_path, junit, markdown, html):
     """Convert TARGET (a models/ folder, module:Class or file.py:Class) and verify it end to end."""
     from rich.console import Console
 
@@ -59,7 +65,9 @@ def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_faili
     report = run_convert(console, target=target, weights=weights, inputs=list(inputs), kwargs=kwargs,
                          inputs_npz=inputs_npz, out=out, force=force, write_failing=write_failing,
                          tfjs=not no_tfjs, backends=tuple(b for b in backends.split(",") if b),
-                         allow_nonfinite=allow_nonfinite, seed=seed, tolerances=list(tolerances))
+                         allow_nonfinite=allow_nonfinite, seed=seed, tolerances=list(tolerances),
+                         per_module_tfjs=per_module_tfjs,
+                         reports={"json": json_path, "junit": junit, "markdown": markdown, "html": html})
     console.print(f"done in {time.perf_counter() - started:.1f} s")
     return 0 if report["parity"]["ok"] else 4
 
@@ -78,6 +86,33 @@ def inspect(path, as_json):
         click.echo(json.dumps(info, indent=2, default=str))
     else:
         render_inspect(info, Console())
+    return 0
+
+
+@build_parser.command()
+@click.argument("torch_spec")
+@click.argument("tf_spec")
+@click.option("--weights", help="Checkpoint of TORCH_SPEC: .pt/.pth/.bin (loaded with weights_only) or .safetensors.")
+@click.option("--kwargs", help="TORCH_SPEC constructor kwargs as JSON, or @file.json.")
+@click.option("--tf-kwargs", help="TF_SPEC constructor kwargs as JSON, or @file.json.")
+@click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE[:HIGH]]",
+              help="Example input in torch layout, e.g. 1x3x64x64. Repeat per input. "
+                   "Default: the shapes the TF port declares.")
+@click.option("--load-weights/--no-load-weights", default=None,
+              help="Fill the TF port from the torch weights (default: yes, except for a SavedModel folder).")
+@click.option("--rtol", type=float, help="Bound = RTOL * max(1, max|torch|) per output (default 1e-4).")
+@click.option("--atol", type=float, help="An absolute floor under that bound.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the parity report here.")
+@click.option("--seed", default=0, show_default=True, help="Seed for the parity inputs.")
+def check(torch_spec, tf_spec, weights, kwargs, tf_kwargs, inputs, load_weights, rtol, atol, json_path, seed):
+    """Check a hand-written TF port (TF_SPEC: file.py:Class, module:Class or a SavedModel folder)
+    against its torch original (TORCH_SPEC). Exit 0: parity holds; 4: it does not; 2: bad input."""
+    from rich.console import Console
+
+    from .check_cmd import CheckOptions, run_check
+
+    run_check(Console(), CheckOptions(torch_spec, tf_spec, weights, kwargs, tf_kwargs, tuple(inputs), load_weights,
+                                      rtol, atol, json_path, seed))
     return 0
 
 

@@ -3,6 +3,7 @@ with a progress line per step and a short summary table at the end."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -11,14 +12,14 @@ from rich.table import Table
 from .api import Options, convert
 from .build import check_fits
 from .checkpoint import load_checkpoint
-from .errors import BadInputError
+from .errors import BadInputError, ParityError
 from .export.save import SaveOptions, recover
 from .target import instantiate, load_npz_inputs, resolve
 from .tolerances import ToleranceConfig, from_pyproject
 
 
 def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, tfjs,
-                backends, allow_nonfinite, seed, tolerances=()) -> dict:
+                backends, allow_nonfinite, seed, tolerances=(), reports=None, per_module_tfjs=True) -> dict:
     t = resolve(target, weights=weights, inputs=inputs, kwargs=kwargs)
     tolerance = from_pyproject().merged(ToleranceConfig.parse(tolerances))
     out = Path(out) if out else Path("exports") / t.name
@@ -46,11 +47,29 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
         if npz:
             port.extra_inputs = _batched(load_npz_inputs(npz, port.input_names, examples), examples,
                                          port.dynamic_batch)
-        report = port.save(out, options=SaveOptions(force=force, tfjs=tfjs, backends=backends,
-                                                    write_failing=write_failing),
-                           progress=status.update)
+        try:
+            report = port.save(out, options=SaveOptions(force=force, tfjs=tfjs, backends=backends,
+                                                        write_failing=write_failing,
+                                                        per_module_tfjs=per_module_tfjs),
+                               progress=status.update)
+        except ParityError as exc:  # CI still wants the reports that say where it diverged
+            if exc.report is not None:
+                write_reports({"parity": exc.report.to_dict()}, reports or {})
+            raise
     _summary(console, report, out)
+    write_reports(report, reports or {})
     return report
+
+
+def write_reports(report: dict, paths: dict) -> None:
+    """The extra report files asked for on the command line (json, junit, markdown, html)."""
+    from . import reports as render
+
+    if paths.get("json"):
+        Path(paths["json"]).write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
+    asked = {k: Path(v).resolve() for k, v in paths.items() if v and k != "json"}
+    if asked:
+        render.write_all(report, Path.cwd(), **asked)
 
 
 def _batched(sets: list[tuple], examples: tuple, dynamic: bool) -> list[tuple]:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .. import __version__, parity
 from ..errors import BadInputError, ExportError, ParityError
-from . import savedmodel, tfjs
+from . import permodule, savedmodel, tfjs
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class SaveOptions:
     backends: tuple[str, ...] = ("cpu", "wasm")
     write_failing: bool = False  # write artifacts even when parity fails (marked failing)
     require_node: bool = False  # a missing node is an error instead of a skip
+    per_module_tfjs: bool = True  # also locate the first diverging module inside tfjs (permodule.py)
 
 
 def save(port, out, options: SaveOptions | None = None, progress=None, **kwargs) -> dict:
@@ -100,6 +101,11 @@ def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
         step("verifying tfjs in node (" + ", ".join(options.backends) + ")")
         report.runtimes += _check_tfjs(port, refs, tmp / "tfjs", options)
         timings["tfjs_verify_s"] = time.perf_counter() - t
+        if options.per_module_tfjs and tfjs.node_status() is None:
+            t = time.perf_counter()
+            step("per-module parity in tfjs")
+            report.per_module_runtimes.update(_per_module_tfjs(port, options))
+            timings["tfjs_per_module_s"] = time.perf_counter() - t
         _update_metadata(tmp / "tfjs" / "model.json", {"parity": _parity_summary(report)})
     return _report_dict(port, report, tfjs_info, timings)
 
@@ -128,6 +134,15 @@ def _check_tfjs(port, refs, model_dir: Path, options: SaveOptions) -> list[parit
                     parity.compare(out_name, r, got[out_name], port.tolerance.output.rtol))
     return [parity.RuntimeResult(f"tfjs-{b}", [parity.merge(n, d) for n, d in diffs[b].items()])
             for b in options.backends]
+
+
+def _per_module_tfjs(port, options: SaveOptions) -> dict:
+    """Per-module errors in tfjs; a failure here is reported, it does not fail the export."""
+    try:
+        return permodule.per_module_tfjs(port, options.backends)
+    except ExportError as exc:
+        port.notes.append(f"per-module tfjs parity not measured: {exc.message.splitlines()[0]}")
+        return {}
 
 
 def _metadata(port, report) -> dict:
