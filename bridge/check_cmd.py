@@ -36,6 +36,9 @@ class CheckOptions:
     atol: float | None = None
     json_path: Path | None = None
     seed: int = 0
+    junit: Path | None = None
+    markdown: Path | None = None
+    html: Path | None = None
 
 
 def run_check(console, o: CheckOptions):
@@ -56,8 +59,10 @@ def run_check(console, o: CheckOptions):
     options = ParityOptions(DEFAULT_RTOL if o.rtol is None else o.rtol, o.atol, "auto", o.seed)
     run = run_parity(module, tf_model, inputs, options)
     _summary(console, run)
-    if o.json_path is not None:
-        Path(o.json_path).write_text(json.dumps(run.report.to_dict(), indent=2))
+    from .convert_cmd import write_reports
+
+    write_reports(run.report.to_dict(), {"json": o.json_path, "junit": o.junit, "markdown": o.markdown,
+                                         "html": o.html})
     if not run.report.ok:
         raise ParityError(run.failure_message(), report=run.report)
     return run.report

@@ -104,7 +104,11 @@ def inspect(path, as_json):
 @click.option("--atol", type=float, help="An absolute floor under that bound.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the parity report here.")
 @click.option("--seed", default=0, show_default=True, help="Seed for the parity inputs.")
-def check(torch_spec, tf_spec, weights, kwargs, tf_kwargs, inputs, load_weights, rtol, atol, json_path, seed):
+@click.option("--junit", type=click.Path(path_type=Path), help="Write a JUnit XML parity report (for CI).")
+@click.option("--markdown", type=click.Path(path_type=Path), help="Write a Markdown summary (for PR comments).")
+@click.option("--html", type=click.Path(path_type=Path), help="Write an HTML report with a per-module error plot.")
+def check(torch_spec, tf_spec, weights, kwargs, tf_kwargs, inputs, load_weights, rtol, atol, json_path, seed,
+          junit, markdown, html):
     """Check a hand-written TF port (TF_SPEC: file.py:Class, module:Class or a SavedModel folder)
     against its torch original (TORCH_SPEC). Exit 0: parity holds; 4: it does not; 2: bad input."""
     from rich.console import Console
@@ -112,7 +116,7 @@ def check(torch_spec, tf_spec, weights, kwargs, tf_kwargs, inputs, load_weights,
     from .check_cmd import CheckOptions, run_check
 
     run_check(Console(), CheckOptions(torch_spec, tf_spec, weights, kwargs, tf_kwargs, tuple(inputs), load_weights,
-                                      rtol, atol, json_path, seed))
+                                      rtol, atol, json_path, seed, junit, markdown, html))
     return 0
 
 
