@@ -9,7 +9,6 @@ ParityError (exit 4) after the table and the JSON are written.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
