@@ -41,7 +41,8 @@ class Layer(tf.Module):
         return tf.Variable(tf.zeros(shape, dtype=dtype), name=name, trainable=dtype.is_floating)
 
     def __call__(self, *args):
-        out = self.call(*args)
+        # eager callers (parity) pass numpy arrays straight from the model inputs; layers read .shape.rank
+        out = self.call(*[tf.convert_to_tensor(a) for a in args])
         tap = _TAP.get()
         if tap is not None:
             tap(self.torch_path, out)

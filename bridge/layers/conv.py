@@ -5,8 +5,9 @@ Torch semantics that Keras/TF lack are handled here:
 * groups: depthwise (groups == in_channels) maps to DepthwiseConv2dNative;
   other group counts split channels and concatenate, since neither TF on CPU
   nor tfjs runs grouped Conv2D;
-* stride together with dilation: tfjs rejects both > 1 at once, so the conv runs
-  with stride 1 and the result is subsampled, which is exactly torch's output.
+* stride together with dilation (tfjs rejects both > 1 at once) and unequal
+  depthwise strides (TF's CPU kernel rejects them): the conv runs with stride 1
+  and the result is subsampled, which is exactly torch's output.
 """
 
 from __future__ import annotations
@@ -33,15 +34,25 @@ class Conv2d(Layer):
 
     def call(self, x):
         x = spatial_pad(x, self.padding, self.padding_mode)
-        dilated = self.dilation != (1, 1)
-        strided = self.stride != (1, 1)
-        run_stride = (1, 1) if dilated and strided else self.stride
-        if self.depthwise and dilated and run_stride[0] != run_stride[1]:
-            run_stride = (1, 1)
+        run_stride = self._run_stride()
         y = self._conv(x, run_stride)
         if run_stride != self.stride:
             y = y[:, :: self.stride[0], :: self.stride[1], :]
         return y + self.bias if self.bias is not None else y
+
+    def _run_stride(self) -> tuple[int, int]:
+        """The stride the TF op runs with; (1, 1) + subsampling where TF or tfjs lacks the combination.
+
+        Subsampling a stride-1 VALID conv at every s-th position is exactly the strided conv.
+        Needed for stride with dilation (tfjs rejects both > 1) and for depthwise convs with
+        unequal strides (TF's CPU DepthwiseConv2dNative only runs equal row/column strides).
+        """
+        dilated, strided = self.dilation != (1, 1), self.stride != (1, 1)
+        if dilated and strided:
+            return (1, 1)
+        if self.depthwise and self.stride[0] != self.stride[1]:
+            return (1, 1)
+        return self.stride
 
     def _conv(self, x, stride):
         strides = [1, *stride, 1]
@@ -60,8 +71,10 @@ class Conv1d(Conv2d):
 
     def __init__(self, *, path, in_channels, out_channels, kernel_size, stride=(1,), dilation=(1,),
                  groups=1, padding=((0, 0),), padding_mode="zeros", bias=True):
+        s, d = stride[0], dilation[0]
+        # the row stride is free on a height-1 input; equal strides keep depthwise on TF's strided kernel
         super().__init__(path=path, in_channels=in_channels, out_channels=out_channels,
-                         kernel_size=(1, kernel_size[0]), stride=(1, stride[0]), dilation=(1, dilation[0]),
+                         kernel_size=(1, kernel_size[0]), stride=(s, s), dilation=(1, d),
                          groups=groups, padding=((0, 0), padding[0]), padding_mode=padding_mode, bias=bias)
 
     def call(self, x):

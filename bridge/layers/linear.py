@@ -34,10 +34,15 @@ class Embedding(Layer):
         return tf.gather(self.embeddings, tf.cast(ids, tf.int32))
 
 
-def matmul(a, b):
-    """torch.matmul for rank >= 2. A rank-2 right side is applied as one plain MatMul."""
-    if b.shape.rank == 2 and a.shape.rank > 2:
+def matmul(a, b, transpose_a: bool = False, transpose_b: bool = False):
+    """torch.matmul for rank >= 2 on operands stored as given or with their last two axes swapped.
+
+    A rank-2 right side is applied as one plain MatMul over the flattened leading dims (which
+    every runtime runs); the mapping passes ``transpose_a`` only when the ranks are equal.
+    """
+    a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b)  # model inputs arrive as numpy in eager runs
+    if b.shape.rank == 2 and a.shape.rank > 2 and not transpose_a:
         lead = tf.shape(a)[:-1]
-        y = tf.matmul(tf.reshape(a, [-1, a.shape[-1]]), b)
-        return tf.reshape(y, tf.concat([lead, tf.shape(b)[-1:]], 0))
-    return tf.matmul(a, b)
+        y = tf.matmul(tf.reshape(a, [-1, a.shape[-1]]), b, transpose_b=transpose_b)
+        return tf.reshape(y, tf.concat([lead, tf.shape(y)[-1:]], 0))
+    return tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)

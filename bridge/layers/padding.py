@@ -32,8 +32,12 @@ def pad_axes(x, pads: dict, mode: str = "constant", value: float = 0.0):
     pads = {a: (int(b), int(e)) for a, (b, e) in pads.items() if b or e}
     if not pads:
         return x
+    x = tf.convert_to_tensor(x)  # a model input arrives as numpy in eager runs
     if any(b < 0 or e < 0 for b, e in pads.values()):
-        raise ValueError("negative padding (cropping) is not supported")
+        if mode not in ("zeros", "constant"):
+            raise ValueError(f"negative {mode} padding: torch crops only in constant mode")
+        x = _crop(x, {a: (max(-b, 0), max(-e, 0)) for a, (b, e) in pads.items()})
+        pads = {a: (max(b, 0), max(e, 0)) for a, (b, e) in pads.items()}
     if mode in ("zeros", "constant"):
         paddings = [list(pads.get(a, (0, 0))) for a in range(x.shape.rank)]
         return tf.pad(x, paddings, constant_values=value)
@@ -43,6 +47,14 @@ def pad_axes(x, pads: dict, mode: str = "constant", value: float = 0.0):
             raise ValueError(f"{mode} padding needs a static size on axis {axis}")
         x = tf.gather(x, tf.constant(source_indices(n, b, e, mode), tf.int32), axis=axis)
     return x
+
+
+def _crop(x, crops: dict):
+    """Negative constant padding, as torch's F.pad does it: drop (before, after) items per axis."""
+    index = [slice(None)] * x.shape.rank
+    for axis, (b, e) in crops.items():
+        index[axis] = slice(b, -e if e else None)
+    return x[tuple(index)]
 
 
 def spatial_pad(x, pads, mode: str = "zeros", value: float = 0.0):

@@ -68,13 +68,14 @@ silu_op = op_mapping(F.silu)(_unary("L.silu"))
 def gelu_op(c):
     x = c.arg(0, "input")
     approximate = c.arg(1, "approximate", "none")
-    return c.out(f"L.gelu({c.tensor(x)}, {approximate!r})", keep_layout(x))
+    return c.out(f"L.gelu({c.tensor(x, x.layout)}, {approximate!r})", x.layout)
 
 
 @op_mapping(F.leaky_relu)
 def leaky_relu_op(c):
     x = c.arg(0, "input")
-    return c.out(f"tf.nn.leaky_relu({c.tensor(x)}, alpha={float(c.arg(1, 'negative_slope', 0.01))})", keep_layout(x))
+    slope = float(c.arg(1, "negative_slope", 0.01))
+    return c.out(f"tf.nn.leaky_relu({c.tensor(x, x.layout)}, alpha={slope})", x.layout)
 
 
 def _softmax(fn: str):
@@ -83,10 +84,11 @@ def _softmax(fn: str):
         dim = c.arg(1, "dim", None)
         if dim is None:
             raise NotSupported("softmax without dim")
-        if c.arg(3 if c.node.op == "call_function" else 2, "dtype", None) is not None:
-            raise NotSupported("softmax with dtype=")
+        # F.softmax(input, dim, _stacklevel, dtype); torch.softmax(input, dim, dtype); x.softmax(dim, dtype)
+        dtype = c.arg(3 if c.node.target in (F.softmax, F.log_softmax) else 2, "dtype", None)
         want = keep_layout(x)
-        return c.out(f"{fn}({c.tensor(x, want)}, axis={want.tf_axis(dim)})", want)
+        xs = c.tensor(x, want) if dtype is None else f"tf.cast({c.tensor(x, want)}, {c.render(dtype)})"
+        return c.out(f"{fn}({xs}, axis={want.tf_axis(dim)})", want)
 
     return emit
 

@@ -4,6 +4,7 @@ translate torch dims into TF axes of the value's layout."""
 
 from __future__ import annotations
 
+import math
 import operator
 
 import torch
@@ -11,7 +12,7 @@ import torch
 from .. import layout as lay
 from ..plan import PyValue, TensorValue
 from ..registry import NotSupported, op_mapping
-from ._util import keep_layout
+from ._util import drop_dims, keep_layout
 
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//"}
 
@@ -29,15 +30,36 @@ def _binary(kind: str):
             return PyValue(f"({c.render(a)} {sym} {c.render(b)})", c.em.results[c.node])
         if kind == "floordiv":
             raise NotSupported("floor division of tensors")
-        layouts = {keep_layout(t) for t in tensors}
-        want = layouts.pop() if len(layouts) == 1 and len({t.rank for t in tensors}) == 1 else None
-        if want is None:  # broadcasting across ranks follows torch's dim order
-            want = lay.identity(max(t.rank for t in tensors))
-        left = c.tensor(a, want if isinstance(a, TensorValue) and a.rank == want.rank else None)
-        right = c.tensor(b, want if isinstance(b, TensorValue) and b.rank == want.rank else None)
+        if len(tensors) == 1:  # with a Python number: any layout works, a folded flatten included
+            want = tensors[0].layout
+            return c.out(f"{c.tensor(a, want)} {sym} {c.tensor(b, want)}", want)
+        main = max(tensors, key=lambda t: (t.rank, math.prod(t.shape)))  # the largest keeps its layout
+        want = keep_layout(main)
+        left, right = (c.tensor(v, want) if v is main else broadcast_operand(c, v, want) for v in (a, b))
         return c.out(f"{left} {sym} {right}", want)
 
     return emit
+
+
+def broadcast_operand(c, t: TensorValue, want: lay.Perm) -> str:
+    """``t`` arranged to broadcast, as torch does, against a value stored in layout ``want``.
+
+    Torch aligns trailing dims, TF aligns trailing axes. When those already agree ``t`` is used
+    as stored; else it is reshaped into ``want``'s axis order (e.g. a (C, 1, 1) scale for an NHWC
+    map becomes (1, 1, 1, C)), with one transpose of ``t`` first only if its non-size-1 dims are
+    out of order. The feature map itself is never transposed for a small operand.
+    """
+    if t.rank == 0:
+        return c.tensor(t)
+    lead = want.rank - t.rank
+    order = tuple(p - lead for p in want.perm if p >= lead)  # t's dims in want's TF order
+    src = keep_layout(t)
+    if [d for d in src.perm if t.shape[d] != 1] != [d for d in order if t.shape[d] != 1]:
+        src = lay.Perm(order)
+    if all(want.perm[lead + i] == lead + q for i, q in enumerate(src.perm)):  # TF broadcasts it as is
+        return c.tensor(t, src)
+    shape = [1 if p < lead else -1 if p == lead else t.shape[p - lead] for p in want.perm]
+    return f"tf.reshape({c.tensor(t, src)}, {shape})"
 
 
 add = op_mapping(operator.add, operator.iadd, torch.add, "method:add")(_binary("add"))
@@ -57,11 +79,22 @@ def neg(c):
 
 @op_mapping(torch.matmul, operator.matmul, torch.bmm, torch.mm, "method:matmul", "method:bmm", "method:mm")
 def matmul(c):
+    """A transposed operand (``q @ k.transpose(-2, -1)``) is passed as stored with a transpose flag."""
     a, b = c.arg(0, "input"), c.arg(1, "other")
     if a.rank < 2 or b.rank < 2:
         raise NotSupported("matmul with a 1-D operand")
-    ia, ib = c.tensor(a, lay.identity(a.rank)), c.tensor(b, lay.identity(b.rank))
-    return c.out(f"L.matmul({ia}, {ib})", lay.identity(len(c.out_shape)))
+    ia, ta = _matmul_operand(c, a, allow_transposed=a.rank == b.rank)
+    ib, tb = _matmul_operand(c, b, allow_transposed=True)
+    flags = (", transpose_a=True" if ta else "") + (", transpose_b=True" if tb else "")
+    return c.out(f"L.matmul({ia}, {ib}{flags})", lay.identity(len(c.out_shape)))
+
+
+def _matmul_operand(c, x: TensorValue, allow_transposed: bool) -> tuple[str, bool]:
+    """(variable, transposed?): as stored if it is torch's layout with only the last two dims swapped."""
+    swapped = lay.Perm((*range(x.rank - 2), x.rank - 1, x.rank - 2))
+    if allow_transposed and x.layout == swapped:
+        return c.tensor(x, swapped), True
+    return c.tensor(x, lay.identity(x.rank)), False
 
 
 def _reduce(fn: str, dim_name: str = "dim"):
@@ -79,9 +112,7 @@ def _reduce(fn: str, dim_name: str = "dim"):
         expr = f"{fn}({c.tensor(x, want)}, {axes}, keepdims={bool(keepdim)})"
         if keepdim:
             return c.out(expr, want)
-        kept = [d for d in range(x.rank) if d not in dims]
-        renumber = {d: i for i, d in enumerate(kept)}
-        return c.out(expr, lay.Perm(tuple(renumber[p] for p in want.perm if p in renumber)))
+        return c.out(expr, drop_dims(want, dims))
 
     return emit
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import module_mapping, op_mapping
-from ._util import stateless, keep_layout
+from ._util import stateless
 
 
 @module_mapping(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity)

@@ -6,7 +6,7 @@ from torch import nn
 
 from .. import layout as lay
 from .. import transforms as T
-from ..registry import LayerPlan, NotSupported, Weight, module_mapping
+from ..registry import LayerPlan, Weight, module_mapping
 
 
 @module_mapping(nn.BatchNorm1d, nn.BatchNorm2d)

@@ -1,0 +1,184 @@
+"""Arithmetic: + - * / with tensors, scalars and broadcast parameters; matmul; the
+reductions mean/sum/amax; raw nn.Parameters and buffers used in forward()."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from _parity import Fn, Fn2, assert_port_matches, randn, seeded
+
+C = 4  # channels of the conv map (2, C, 5, 7) made from a (2, 3, 7, 9) input
+
+
+class ConvParams(nn.Module):
+    """conv -> fn(self, x) with a (C,1,1) parameter ``g``, a (C,) parameter ``v`` and a (7,) buffer ``w``."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+        self.conv = nn.Conv2d(3, C, 3)
+        self.g = nn.Parameter(torch.randn(C, 1, 1))
+        self.v = nn.Parameter(torch.randn(C))
+        self.register_buffer("w", torch.rand(7) + 0.5)
+        self.other = nn.Conv2d(3, C, 3, bias=False)
+
+    def forward(self, x):
+        return self.fn(self, self.conv(x), x)
+
+
+CONV_CASES = [
+    pytest.param(lambda s, y, x: y + 1, id="add-scalar"),
+    pytest.param(lambda s, y, x: 2 * y - 0.5, id="rmul-sub-scalar"),
+    pytest.param(lambda s, y, x: 1 - y / 3, id="rsub-div-scalar"),
+    pytest.param(lambda s, y, x: 1 / (y * y + 1), id="rdiv"),
+    pytest.param(lambda s, y, x: -y, id="neg"),
+    pytest.param(lambda s, y, x: y + s.other(x), id="add-two-maps"),
+    pytest.param(lambda s, y, x: y * s.other(x) - y, id="mul-sub-two-maps"),
+    pytest.param(lambda s, y, x: y / (s.other(x) * s.other(x) + 1),
+                 id="div-two-maps"),
+    pytest.param(lambda s, y, x: y * s.g, id="mul-param-C11"),
+    pytest.param(lambda s, y, x: y * s.g + s.g, id="mul-add-param-C11"),
+    pytest.param(lambda s, y, x: s.g - y, id="param-C11-sub-map"),
+    pytest.param(lambda s, y, x: y / s.w, id="div-buffer-W"),
+    pytest.param(lambda s, y, x: y * s.v[:, None, None], id="mul-param-indexed"),
+    pytest.param(lambda s, y, x: y * s.v.view(1, -1, 1, 1), id="mul-param-viewed"),
+    pytest.param(lambda s, y, x: y + s.v.reshape(C, 1, 1) * s.g, id="param-arith-then-map"),
+    pytest.param(lambda s, y, x: y + s.v[:, None, None], id="add-param-C11-indexed"),
+    pytest.param(lambda s, y, x: y.mean(1, keepdim=True) * y.mean((2, 3), keepdim=True), id="mutual-broadcast"),
+    pytest.param(lambda s, y, x: (y.permute(0, 2, 3, 1) * s.v).permute(0, 3, 1, 2), id="channels-last-view-mul"),
+    pytest.param(lambda s, y, x: y.flatten(2) * s.v[:, None] + s.g.flatten(1), id="flatten2-broadcast"),
+    pytest.param(lambda s, y, x: y[:, 1:3] * s.g[1:3], id="slice-broadcast"),
+    pytest.param(lambda s, y, x: torch.add(y, s.g), id="torch.add"),
+    pytest.param(lambda s, y, x: torch.mul(y, 3.0), id="torch.mul-scalar"),
+    pytest.param(lambda s, y, x: y.mul(s.g).add(1).sub(s.g).div(2), id="methods"),
+    pytest.param(lambda s, y, x: y + y.mean((2, 3), keepdim=True), id="add-keepdim-mean"),
+    pytest.param(lambda s, y, x: y * y.mean(1, keepdim=True).sigmoid(), id="mul-channel-mean"),
+    pytest.param(lambda s, y, x: y * y.mean((2, 3))[:, :, None, None], id="mul-mean-unsqueezed"),
+    pytest.param(lambda s, y, x: y.mean((2, 3)), id="mean-spatial"),
+    pytest.param(lambda s, y, x: y.mean([-1, -2], keepdim=True), id="mean-negative-keepdim"),
+    pytest.param(lambda s, y, x: y.mean(1), id="mean-channels"),
+    pytest.param(lambda s, y, x: y.mean(), id="mean-all"),
+    pytest.param(lambda s, y, x: torch.mean(y, dim=(1, 3)), id="torch.mean-dims"),
+    pytest.param(lambda s, y, x: y.sum(2), id="sum-H"),
+    pytest.param(lambda s, y, x: y.sum((1, 2), keepdim=True), id="sum-keepdim"),
+    pytest.param(lambda s, y, x: torch.sum(y, [2, 3]), id="torch.sum-list"),
+    pytest.param(lambda s, y, x: y.sum(), id="sum-all"),
+    pytest.param(lambda s, y, x: y.amax((2, 3)), id="amax-spatial"),
+    pytest.param(lambda s, y, x: torch.amax(y, dim=1, keepdim=True), id="amax-channels-keepdim"),
+    pytest.param(lambda s, y, x: y.amax(-1) + y.sum(-1), id="amax-sum-last"),
+    pytest.param(lambda s, y, x: (y + 1).mean(2).flatten(1), id="mean-then-flatten"),
+]
+
+
+@pytest.mark.parametrize("fn", CONV_CASES)
+def test_on_conv_map(fn):
+    assert_port_matches(seeded(lambda: ConvParams(fn)), (randn(2, 3, 7, 9),))
+
+
+PLAIN = [
+    pytest.param(lambda s, x, y: x + y, (2, 3, 5), (2, 3, 5), id="add"),
+    pytest.param(lambda s, x, y: x * y - x / (y * y + 1), (2, 3, 5), (2, 3, 5), id="mul-sub-div"),
+    pytest.param(lambda s, x, y: x + y, (2, 3, 5), (5,), id="add-broadcast-rank1"),
+    pytest.param(lambda s, x, y: x * y, (2, 3, 5), (3, 1), id="mul-broadcast-rank2"),
+    pytest.param(lambda s, x, y: x @ y, (2, 3, 5), (2, 5, 4), id="matmul-3x3"),
+    pytest.param(lambda s, x, y: torch.matmul(x, y), (2, 3, 5), (5, 4), id="matmul-3x2"),
+    pytest.param(lambda s, x, y: torch.bmm(x, y), (2, 3, 5), (2, 5, 4), id="bmm"),
+    pytest.param(lambda s, x, y: x.matmul(y.transpose(1, 2)), (2, 3, 5), (2, 4, 5), id="matmul-transposed"),
+    pytest.param(lambda s, x, y: x @ y.permute(0, 2, 1) / 5 ** 0.5, (2, 3, 5), (2, 4, 5), id="attention-scores"),
+    pytest.param(lambda s, x, y: torch.mm(x, y), (2, 5), (5, 4), id="mm"),
+    pytest.param(lambda s, x, y: x @ y, (2, 2, 3, 5), (2, 2, 5, 4), id="matmul-4x4"),
+    pytest.param(lambda s, x, y: x.transpose(-1, -2) @ y, (2, 5, 3), (2, 5, 4), id="matmul-transposed-a"),
+    pytest.param(lambda s, x, y: x.transpose(1, 2) @ y.transpose(1, 2), (2, 5, 3), (2, 4, 5), id="matmul-both-transposed"),
+    pytest.param(lambda s, x, y: x.transpose(1, 2) @ y, (2, 5, 3), (5, 4), id="matmul-3x2-transposed-a"),
+    pytest.param(lambda s, x, y: x @ y.transpose(0, 1), (2, 3, 5), (4, 5),
+                 id="matmul-3x2-transposed-b"),
+    pytest.param(lambda s, x, y: x @ y.transpose(-2, -1), (2, 2, 3, 5), (2, 2, 4, 5), id="matmul-4d-scores"),
+]
+
+
+@pytest.mark.parametrize("fn, shape_x, shape_y", PLAIN)
+def test_two_inputs(fn, shape_x, shape_y):
+    assert_port_matches(seeded(lambda: Fn2(fn)), (randn(*shape_x), randn(*shape_y, seed=1)))
+
+
+class RawParams(nn.Module):
+    """Raw parameters in forward(): a weight matrix, a bias vector, and a scale in a submodule."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(5, 4))
+        self.bias = nn.Parameter(torch.randn(4))
+        self.block = nn.Module()
+        self.block.scale = nn.Parameter(torch.rand(4) + 0.5)
+
+    def forward(self, x):
+        return (x @ self.weight + self.bias) * self.block.scale
+
+
+class ConvToSeq(nn.Module):
+    """conv -> flatten(2).transpose(1, 2) -> @ weight + pos: a patch embedding with a position table."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, C, 3)
+        self.proj = nn.Parameter(torch.randn(C, 6))
+        self.pos = nn.Parameter(torch.randn(35, 6))
+
+    def forward(self, x):
+        return self.conv(x).flatten(2).transpose(1, 2) @ self.proj + self.pos
+
+
+def test_raw_parameters():
+    assert_port_matches(seeded(RawParams), (randn(2, 3, 5),))
+
+
+def test_raw_parameters_rank2_input():
+    assert_port_matches(seeded(RawParams), (randn(3, 5),))
+
+
+def test_conv_to_sequence_matmul():
+    assert_port_matches(seeded(ConvToSeq), (randn(2, 3, 7, 9),))
+
+
+def test_size_arithmetic():
+    """Python arithmetic on sizes stays Python (e.g. a reshape target computed from x.size)."""
+    module = Fn(lambda s, x: x.reshape(x.size(0), x.size(1) // 2, -1).sum(1) * 2)
+    assert_port_matches(seeded(lambda: module), (randn(2, 6, 5),))
+
+
+class Attention(nn.Module):
+    """Single-head self-attention scores and mix: q @ k^T / sqrt(d), softmax, @ v."""
+
+    def __init__(self, d: int = 6):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.scale = d ** -0.5
+
+    def forward(self, x):
+        scores = self.q(x) @ self.k(x).transpose(-2, -1) * self.scale
+        return scores.softmax(-1) @ self.v(x)
+
+
+def test_attention_needs_no_transpose():
+    """k.transpose(-2, -1) only relabels the layout; the matmul reads it with transpose_b."""
+    port = assert_port_matches(seeded(Attention), (randn(2, 5, 6),))
+    assert "tf.transpose" not in port.source, port.source
+
+
+class TensorConstants(nn.Module):
+    """Tensors made eagerly in forward(): fx stores them as ``_tensor_constant*`` attributes."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("b", torch.arange(4.0))
+
+    def forward(self, x):
+        return (x + self.b[:2]) * torch.tensor([1.0, 2.0])
+
+
+@pytest.mark.xfail(strict=True, reason="bridge/api.py + build.py: weights are read from module.state_dict(), which "
+                                       "lacks fx's _tensor_constant* attributes (KeyError in load_weights)")
+def test_tensor_constants_in_forward():
+    assert_port_matches(seeded(TensorConstants), (randn(3, 2),))

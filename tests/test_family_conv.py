@@ -1,0 +1,91 @@
+"""Conv1d and Conv2d: stride, dilation, groups, every padding form and padding_mode, bias."""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+from _parity import assert_port_matches, randn, seeded
+
+MODES = ["zeros", "reflect", "replicate", "circular"]
+
+# torch notes that it copies the input for these; harmless for a parity test
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel:UserWarning")
+
+# (factory, input shape); inputs are small with odd spatial sizes so no window lines up by accident
+CONV2D = [
+    pytest.param(lambda: nn.Conv2d(3, 4, 3), (2, 3, 7, 9), id="k3"),
+    pytest.param(lambda: nn.Conv2d(3, 4, 3, bias=False), (2, 3, 7, 9), id="k3-nobias"),
+    pytest.param(lambda: nn.Conv2d(3, 4, 1), (2, 3, 7, 9), id="k1"),
+    pytest.param(lambda: nn.Conv2d(3, 4, (3, 5)), (2, 3, 7, 9), id="k3x5"),
+    pytest.param(lambda: nn.Conv2d(3, 4, 3, stride=2), (2, 3, 7, 9), id="stride2"),
+    pytest.param(lambda: nn.Conv2d(3, 4, 3, stride=(2, 1)), (2, 3, 7, 9), id="stride2x1"),
+    pytest.param(lambda: nn.Conv2d(3, 4, 3, dilation=2), (2, 3, 7, 9), id="dilation2"),
+    pytest.param(lambda: nn.Conv2d(3, 4, 3, dilation=(1, 2)), (2, 3, 7, 9), id="dilation1x2"),
+    pytest.param(lambda: nn.Conv2d(3, 4, 3, stride=2, dilation=2), (2, 3, 9, 11), id="stride2-dilation2"),
+    pytest.param(lambda: nn.Conv2d(3, 4, (3, 2), stride=(1, 3), dilation=(2, 1), padding=1), (2, 3, 9, 11),
+                 id="stride1x3-dilation2x1"),
+    pytest.param(lambda: nn.Conv2d(4, 6, 3, groups=2), (2, 4, 7, 9), id="groups2"),
+    pytest.param(lambda: nn.Conv2d(6, 6, 3, groups=3, stride=2, padding=1), (2, 6, 7, 9), id="groups3-stride2"),
+    pytest.param(lambda: nn.Conv2d(4, 4, 3, groups=4), (2, 4, 7, 9), id="depthwise"),
+    pytest.param(lambda: nn.Conv2d(4, 8, 3, groups=4), (2, 4, 7, 9), id="depthwise-mult2"),
+    pytest.param(lambda: nn.Conv2d(4, 8, (3, 5), groups=4, padding=(1, 2), bias=False), (2, 4, 7, 9),
+                 id="depthwise-mult2-k3x5-nobias"),
+    pytest.param(lambda: nn.Conv2d(4, 4, 3, groups=4, stride=2, dilation=2, padding=2), (2, 4, 9, 11),
+                 id="depthwise-stride2-dilation2"),
+    pytest.param(lambda: nn.Conv2d(4, 4, 3, groups=4, stride=(2, 1), padding=1), (2, 4, 7, 9),
+                 id="depthwise-stride2x1"),
+    pytest.param(lambda: nn.Conv2d(4, 8, 3, groups=4, stride=(1, 2), dilation=(2, 1), padding=1), (2, 4, 7, 9),
+                 id="depthwise-mult2-stride1x2-dilation2x1"),
+    pytest.param(lambda: nn.Conv2d(1, 3, 3, groups=1), (2, 1, 7, 9), id="one-in-channel"),
+    pytest.param(lambda: nn.Conv2d(3, 4, 3, padding=1), (2, 3, 7, 9), id="pad1"),
+    pytest.param(lambda: nn.Conv2d(3, 4, (3, 5), padding=(0, 2)), (2, 3, 7, 9), id="pad0x2"),
+    pytest.param(lambda: nn.Conv2d(3, 4, 3, padding="same"), (2, 3, 7, 9), id="same"),
+    pytest.param(lambda: nn.Conv2d(3, 4, (2, 4), padding="same"), (2, 3, 7, 9), id="same-even-kernel"),
+    pytest.param(lambda: nn.Conv2d(3, 4, (3, 2), padding="same", dilation=(2, 3)), (2, 3, 7, 9),
+                 id="same-dilation"),
+    pytest.param(lambda: nn.Conv2d(3, 4, 3, padding="valid"), (2, 3, 7, 9), id="valid"),
+    *[pytest.param(lambda mode=mode: nn.Conv2d(3, 4, (3, 5), padding=(1, 2), padding_mode=mode), (2, 3, 7, 9),
+                   id=f"pad1x2-{mode}") for mode in MODES],
+    *[pytest.param(lambda mode=mode: nn.Conv2d(3, 4, (2, 4), padding="same", padding_mode=mode), (2, 3, 7, 9),
+                   id=f"same-even-{mode}") for mode in MODES],
+    *[pytest.param(lambda mode=mode: nn.Conv2d(4, 8, 3, groups=4, stride=2, padding=2, padding_mode=mode,
+                                               bias=False), (2, 4, 7, 9), id=f"depthwise-stride2-{mode}")
+      for mode in MODES],
+    pytest.param(lambda: nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
+                                       nn.Conv2d(8, 8, 3, groups=8, padding=1), nn.Conv2d(8, 5, 1)),
+                 (2, 3, 9, 11), id="stack"),
+]
+
+CONV1D = [
+    pytest.param(lambda: nn.Conv1d(3, 4, 3), (2, 3, 11), id="k3"),
+    pytest.param(lambda: nn.Conv1d(3, 4, 3, bias=False), (2, 3, 11), id="k3-nobias"),
+    pytest.param(lambda: nn.Conv1d(3, 4, 4, stride=2), (2, 3, 11), id="stride2"),
+    pytest.param(lambda: nn.Conv1d(3, 4, 3, dilation=3), (2, 3, 11), id="dilation3"),
+    pytest.param(lambda: nn.Conv1d(3, 4, 3, stride=2, dilation=2, padding=1), (2, 3, 12), id="stride2-dilation2"),
+    pytest.param(lambda: nn.Conv1d(4, 6, 3, groups=2), (2, 4, 11), id="groups2"),
+    pytest.param(lambda: nn.Conv1d(4, 4, 5, groups=4, padding=2), (2, 4, 11), id="depthwise"),
+    pytest.param(lambda: nn.Conv1d(4, 8, 3, groups=4), (2, 4, 11), id="depthwise-mult2"),
+    pytest.param(lambda: nn.Conv1d(4, 4, 3, groups=4, stride=2), (2, 4, 11), id="depthwise-stride2"),
+    pytest.param(lambda: nn.Conv1d(4, 8, 3, groups=4, stride=2, dilation=2), (2, 4, 13),
+                 id="depthwise-mult2-stride2-dilation2"),
+    pytest.param(lambda: nn.Conv1d(3, 4, 3, padding=2), (2, 3, 11), id="pad2"),
+    pytest.param(lambda: nn.Conv1d(3, 4, (3,), padding=(1,)), (2, 3, 11), id="pad-tuple"),
+    pytest.param(lambda: nn.Conv1d(3, 4, 4, padding="same"), (2, 3, 11), id="same-even"),
+    pytest.param(lambda: nn.Conv1d(3, 4, 3, padding="same", dilation=2), (2, 3, 11), id="same-dilation"),
+    pytest.param(lambda: nn.Conv1d(3, 4, 3, padding="valid"), (2, 3, 11), id="valid"),
+    *[pytest.param(lambda mode=mode: nn.Conv1d(3, 4, 5, padding=3, padding_mode=mode), (2, 3, 11),
+                   id=f"pad3-{mode}") for mode in MODES],
+    *[pytest.param(lambda mode=mode: nn.Conv1d(4, 4, 4, padding="same", groups=4, padding_mode=mode), (2, 4, 11),
+                   id=f"depthwise-same-even-{mode}") for mode in MODES],
+]
+
+
+@pytest.mark.parametrize("factory, shape", CONV2D)
+def test_conv2d(factory, shape):
+    assert_port_matches(seeded(factory), (randn(*shape),))
+
+
+@pytest.mark.parametrize("factory, shape", CONV1D)
+def test_conv1d(factory, shape):
+    assert_port_matches(seeded(factory), (randn(*shape),))

@@ -1,0 +1,44 @@
+"""BatchNorm1d/2d (randomized running stats, affine off, batch statistics) and LayerNorm."""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+from _parity import Fn, assert_port_matches, randn, seeded
+
+CASES = [
+    pytest.param(lambda: nn.BatchNorm1d(6), (4, 6), id="bn1d-NC"),
+    pytest.param(lambda: nn.BatchNorm1d(6), (2, 6, 5), id="bn1d-NCL"),
+    pytest.param(lambda: nn.BatchNorm2d(6), (2, 6, 5, 7), id="bn2d"),
+    pytest.param(lambda: nn.BatchNorm2d(6, eps=1e-3), (2, 6, 5, 7), id="bn2d-eps1e-3"),
+    pytest.param(lambda: nn.BatchNorm2d(6, affine=False), (2, 6, 5, 7), id="bn2d-no-affine"),
+    pytest.param(lambda: nn.BatchNorm1d(6, affine=False), (4, 6), id="bn1d-NC-no-affine"),
+    pytest.param(lambda: nn.BatchNorm2d(6, track_running_stats=False), (2, 6, 5, 7), id="bn2d-batch-stats"),
+    pytest.param(lambda: nn.BatchNorm1d(6, track_running_stats=False), (4, 6), id="bn1d-NC-batch-stats"),
+    pytest.param(lambda: nn.BatchNorm1d(6, track_running_stats=False, affine=False), (2, 6, 5),
+                 id="bn1d-NCL-batch-stats-no-affine"),
+    pytest.param(lambda: nn.Sequential(nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6), nn.ReLU()), (2, 3, 7, 9),
+                 id="conv-bn2d-relu"),
+    pytest.param(lambda: nn.Sequential(nn.Conv1d(3, 6, 3), nn.BatchNorm1d(6)), (2, 3, 9), id="conv1d-bn1d"),
+    pytest.param(lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.BatchNorm1d(4 * 5 * 7),
+                                       nn.Linear(4 * 5 * 7, 3)), (2, 3, 7, 9), id="conv-flatten-bn1d-linear"),
+    pytest.param(lambda: nn.LayerNorm(8), (2, 5, 8), id="ln-last1"),
+    pytest.param(lambda: nn.LayerNorm(8), (3, 8), id="ln-last1-rank2"),
+    pytest.param(lambda: nn.LayerNorm((5, 8)), (2, 5, 8), id="ln-last2"),
+    pytest.param(lambda: nn.LayerNorm(8, elementwise_affine=False), (2, 5, 8), id="ln-no-affine"),
+    pytest.param(lambda: nn.LayerNorm((5, 8), elementwise_affine=False), (2, 5, 8), id="ln-last2-no-affine"),
+    pytest.param(lambda: nn.LayerNorm(8, bias=False), (2, 5, 8), id="ln-no-bias"),
+    pytest.param(lambda: nn.LayerNorm(8, eps=1e-6), (2, 5, 8), id="ln-eps1e-6"),
+    pytest.param(lambda: Fn(lambda s, x: s.ln(s.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
+                            conv=nn.Conv2d(3, 6, 3), ln=nn.LayerNorm(6)), (2, 3, 7, 9), id="conv-permute-ln-channels"),
+    pytest.param(lambda: Fn(lambda s, x: s.ln(s.conv(x)), conv=nn.Conv2d(3, 4, 3), ln=nn.LayerNorm([4, 5, 7])),
+                 (2, 3, 7, 9), id="conv-ln-CHW"),
+    pytest.param(lambda: Fn(lambda s, x: s.ln(s.conv(x)), conv=nn.Conv2d(3, 4, 3), ln=nn.LayerNorm(7)),
+                 (2, 3, 7, 9), id="conv-ln-W"),
+]
+
+
+@pytest.mark.parametrize("factory, shape", CASES)
+def test_norm(factory, shape):
+    assert_port_matches(seeded(factory), (randn(*shape),))

@@ -1,0 +1,194 @@
+"""Shape ops, mostly right after a conv (channels-last inside TF, torch order outside):
+flatten/view/reshape into Linear, permute/transpose, squeeze/unsqueeze, cat, stack,
+indexing, F.pad. Also: how many transposes a conv stack costs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from _parity import Fn, Fn2, assert_port_matches, randn, seeded
+
+C, H, W = 4, 5, 7  # conv output of a (2, 3, 7, 9) input with a 3x3 kernel
+
+
+def conv_then(fn, **children):
+    """conv (3 -> C channels) -> fn(self, feature_map); ``fc`` maps C*H*W features if present."""
+    return lambda: Fn(lambda s, x: fn(s, s.conv(x)), conv=nn.Conv2d(3, C, 3), **children)
+
+
+def fc(n_in: int = C * H * W, n_out: int = 3) -> nn.Linear:
+    return nn.Linear(n_in, n_out)
+
+
+CASES = [
+    # flatten into a Linear: the flatten order is folded into the Linear's weight rows
+    pytest.param(conv_then(lambda s, x: s.fc(x.flatten(1)), fc=fc()), id="flatten-method-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(torch.flatten(x, 1)), fc=fc()), id="torch.flatten-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(s.flat(x)), fc=fc(), flat=nn.Flatten()), id="nn.Flatten-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(x.view(x.size(0), -1)), fc=fc()), id="view-size0-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(x.reshape(x.shape[0], -1)), fc=fc()), id="reshape-shape0-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(x.view(-1, C * H * W)), fc=fc()), id="view-minus1-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(x.flatten(1, -1)), fc=fc()), id="flatten-1-minus1-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc2(s.fc(x.flatten(1)).relu()), fc=fc(n_out=6), fc2=fc(6, 2)),
+                 id="flatten-linear-relu-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(s.drop(x.flatten(1))), fc=fc(), drop=nn.Dropout(0.5)),
+                 id="flatten-dropout-linear"),
+    # flatten with other consumers: torch's order must come back
+    pytest.param(conv_then(lambda s, x: x.flatten(1)), id="flatten-returned"),
+    pytest.param(conv_then(lambda s, x: x.view(x.size(0), -1)), id="view-returned"),
+    pytest.param(conv_then(lambda s, x: F.softmax(x.flatten(1), dim=1)), id="flatten-softmax"),
+    pytest.param(conv_then(lambda s, x: x.flatten(1) * 2 + 1), id="flatten-arith"),
+    pytest.param(conv_then(lambda s, x: x.flatten(1)[:, 3:9]), id="flatten-slice"),
+    pytest.param(conv_then(lambda s, x: (x.flatten(1), s.fc(x.flatten(1))), fc=fc()), id="flatten-two-consumers"),
+    pytest.param(conv_then(lambda s, x: x.flatten(1).view(x.size(0), C, H * W)), id="flatten-view-back"),
+    pytest.param(conv_then(lambda s, x: x.flatten(2)), id="flatten2"),
+    pytest.param(conv_then(lambda s, x: x.flatten(0, 1)), id="flatten0-1"),
+    pytest.param(conv_then(lambda s, x: x.flatten()), id="flatten-all"),
+    pytest.param(conv_then(lambda s, x: x.flatten(1, 2)), id="flatten1-2"),
+    pytest.param(conv_then(lambda s, x: s.fc(x.flatten(2).transpose(1, 2)), fc=fc(C, 6)), id="flatten2-transpose-linear"),
+    pytest.param(conv_then(lambda s, x: x.reshape(x.size(0), C, -1)), id="reshape-NCL"),
+    pytest.param(conv_then(lambda s, x: x.view(2, C * H, W)), id="view-literal"),
+    # permute / transpose
+    pytest.param(conv_then(lambda s, x: s.fc(x.permute(0, 2, 3, 1).reshape(x.size(0), -1, C)), fc=fc(C, 6)),
+                 id="permute-reshape-NLC-linear"),
+    pytest.param(conv_then(lambda s, x: x.permute(0, 2, 3, 1)), id="permute-NHWC-returned"),
+    pytest.param(conv_then(lambda s, x: x.permute(0, 3, 1, 2)), id="permute-other"),
+    pytest.param(conv_then(lambda s, x: torch.permute(x, (0, 2, 3, 1)).contiguous()), id="torch.permute"),
+    pytest.param(conv_then(lambda s, x: x.transpose(1, 3)), id="transpose1-3"),
+    pytest.param(conv_then(lambda s, x: x.transpose(-1, -2)), id="transpose-last2"),
+    pytest.param(conv_then(lambda s, x: torch.transpose(x, 2, 3)), id="torch.transpose"),
+    pytest.param(conv_then(lambda s, x: s.fc(x.transpose(1, 3)), fc=fc(C, 6)), id="transpose-linear"),
+    # squeeze / unsqueeze
+    pytest.param(conv_then(lambda s, x: x.unsqueeze(1)), id="unsqueeze1"),
+    pytest.param(conv_then(lambda s, x: x.unsqueeze(-1)), id="unsqueeze-last"),
+    pytest.param(conv_then(lambda s, x: torch.unsqueeze(x, 2)), id="torch.unsqueeze"),
+    pytest.param(conv_then(lambda s, x: x.mean(3, keepdim=True).squeeze(3)), id="squeeze3"),
+    pytest.param(conv_then(lambda s, x: s.gap(x).squeeze(-1).squeeze(-1), gap=nn.AdaptiveAvgPool2d(1)),
+                 id="gap-squeeze-squeeze"),
+    pytest.param(conv_then(lambda s, x: s.fc(s.gap(x).squeeze()), gap=nn.AdaptiveAvgPool2d(1), fc=fc(C, 2)),
+                 id="gap-squeeze-all-linear"),
+    pytest.param(conv_then(lambda s, x: torch.squeeze(s.gap(x), (2, 3)), gap=nn.AdaptiveAvgPool2d(1)),
+                 id="torch.squeeze-dims"),
+    pytest.param(conv_then(lambda s, x: x.squeeze(1)), id="squeeze-noop"),
+    # cat / stack
+    pytest.param(conv_then(lambda s, x: torch.cat([x, s.conv2(x)], dim=1), conv2=nn.Conv2d(C, 2, 1)), id="cat-channels"),
+    pytest.param(conv_then(lambda s, x: torch.cat((x, x * 2), 2)), id="cat-H"),
+    pytest.param(conv_then(lambda s, x: torch.cat([x, s.conv2(x)], -3), conv2=nn.Conv2d(C, 2, 1)), id="cat-minus3"),
+    pytest.param(conv_then(lambda s, x: torch.cat([x, x.permute(0, 1, 3, 2).transpose(2, 3)], 1)), id="cat-mixed"),
+    pytest.param(conv_then(lambda s, x: torch.stack([x, s.conv2(x)], 1), conv2=nn.Conv2d(C, C, 1)), id="stack1"),
+    pytest.param(conv_then(lambda s, x: torch.stack([x, x + 1], dim=-1)), id="stack-last"),
+    pytest.param(conv_then(lambda s, x: torch.stack((x, x))), id="stack0"),
+    # indexing
+    pytest.param(conv_then(lambda s, x: x[:, None]), id="index-None"),
+    pytest.param(conv_then(lambda s, x: x[:, 1:3]), id="index-channel-slice"),
+    pytest.param(conv_then(lambda s, x: x[..., ::2]), id="index-ellipsis-step"),
+    pytest.param(conv_then(lambda s, x: x[:, :, 1:-1, 2:]), id="index-spatial-slices"),
+    pytest.param(conv_then(lambda s, x: x[:, 0]), id="index-int-channel"),
+    pytest.param(conv_then(lambda s, x: x[:, -1, :, None]), id="index-negative-int-None"),
+    pytest.param(conv_then(lambda s, x: x[:, :]), id="index-full"),
+    pytest.param(conv_then(lambda s, x: x[0]), id="index-batch-int"),
+    # F.pad
+    pytest.param(conv_then(lambda s, x: F.pad(x, (1, 2))), id="pad-W"),
+    pytest.param(conv_then(lambda s, x: F.pad(x, (1, 2, 0, 3), value=0.5)), id="pad-WH-value"),
+    pytest.param(conv_then(lambda s, x: F.pad(x, (0, 0, 0, 0, 1, 1))), id="pad-channels"),
+    pytest.param(conv_then(lambda s, x: F.pad(x, (1, 1, 2, 0), mode="reflect")), id="pad-reflect"),
+    pytest.param(conv_then(lambda s, x: F.pad(x, [2, 1, 1, 1], "replicate")), id="pad-replicate"),
+    pytest.param(conv_then(lambda s, x: F.pad(x, (1, 2, 2, 1), mode="circular")), id="pad-circular"),
+    pytest.param(conv_then(lambda s, x: F.pad(x, (-1, 2, 0, -2))), id="pad-negative-crops"),
+]
+
+
+@pytest.mark.parametrize("factory", CASES)
+def test_after_conv(factory):
+    assert_port_matches(seeded(factory), (randn(2, 3, 7, 9),))
+
+
+PLAIN = [
+    pytest.param(lambda s, x: x.transpose(0, 1), (3, 4), id="transpose-2d"),
+    pytest.param(lambda s, x: x.t() @ x, (3, 4), id="t-matmul"),
+    pytest.param(lambda s, x: torch.t(x[0]) + x[1], (2, 3), id="torch.t-1d"),
+    pytest.param(lambda s, x: x.permute(2, 0, 1), (2, 3, 4), id="permute-3d"),
+    pytest.param(lambda s, x: x.unsqueeze(0).squeeze(0), (2, 3), id="unsqueeze-squeeze"),
+    pytest.param(lambda s, x: x.view(2, 3, 4)[:, None, 1:, ::3], (2, 12), id="view-index"),
+    pytest.param(lambda s, x: F.pad(x, (1, 1)), (2, 3), id="pad-2d"),
+    pytest.param(lambda s, x: x.reshape(-1, 6).flatten(), (2, 3, 2), id="reshape-flatten"),
+]
+
+
+@pytest.mark.parametrize("fn, shape", PLAIN)
+def test_plain(fn, shape):
+    assert_port_matches(seeded(lambda: Fn(fn)), (randn(*shape),))
+
+
+def test_cat_two_inputs_of_two_convs():
+    module = Fn2(lambda s, x, y: torch.cat([s.a(x), s.b(y)], 1).flatten(1), a=nn.Conv2d(3, 2, 3), b=nn.Conv2d(1, 5, 1))
+    assert_port_matches(seeded(lambda: module), (randn(2, 3, 7, 9), randn(2, 1, 5, 7, seed=1)))
+
+
+# ---------------------------------------------------------------- transposes: only where layouts must change
+class ConvAffine(nn.Module):
+    """conv -> x * scale + shift with (C, 1, 1) broadcast tensors (a buffer, a raw Parameter) -> head."""
+
+    def __init__(self, head: nn.Module | None = None):
+        super().__init__()
+        self.conv = nn.Conv2d(3, C, 3)
+        self.register_buffer("scale", torch.randn(C, 1, 1))
+        self.shift = nn.Parameter(torch.randn(C, 1, 1))
+        self.head = head or nn.Identity()
+
+    def forward(self, x):
+        return self.head(self.conv(x) * self.scale + self.shift)
+
+
+class SqueezeExcite(nn.Module):
+    """conv -> x * sigmoid(fc(mean over H, W))[:, :, None, None] -> conv -> flatten -> linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc, self.conv2 = nn.Conv2d(3, C, 3), nn.Linear(C, C), nn.Conv2d(C, 2, 3)
+        self.out = nn.Linear(2 * 3 * 5, 2)
+
+    def forward(self, x):
+        x = self.conv(x)
+        x = x * self.fc(x.mean((2, 3))).sigmoid()[:, :, None, None]
+        return self.out(self.conv2(x).flatten(1))
+
+
+TRANSPOSES = [
+    pytest.param(lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3),
+                                       nn.Flatten(), nn.Linear(4 * 3 * 5, 2)), 1, id="conv-bn-relu-conv-flatten-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(x.flatten(1)), fc=fc()), 1, id="conv-flatten-method-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(x.view(x.size(0), -1)), fc=fc()), 1, id="conv-view-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(x.view(-1, C * H * W)), fc=fc()), 1, id="conv-view-minus1-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(x.permute(0, 2, 3, 1).reshape(x.size(0), -1, C)), fc=fc(C, 6)), 1,
+                 id="conv-permute-reshape-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(x.flatten(2).transpose(1, 2)), fc=fc(C, 6)), 1,
+                 id="conv-flatten2-transpose-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(torch.flatten(s.gap(x), 1)), gap=nn.AdaptiveAvgPool2d(1), fc=fc(C, 2)),
+                 1, id="conv-gap-flatten-linear"),
+    pytest.param(conv_then(lambda s, x: s.fc(x.mean((2, 3))), fc=fc(C, 2)), 1, id="conv-mean-linear"),
+    pytest.param(conv_then(lambda s, x: torch.cat([x, s.conv2(x)], 1).relu(), conv2=nn.Conv2d(C, 2, 1)), 2,
+                 id="conv-cat-relu-returned"),
+    pytest.param(ConvAffine, 2, id="conv-broadcast-params-returned"),
+    pytest.param(lambda: ConvAffine(nn.Sequential(nn.Conv2d(C, 2, 3), nn.Flatten(), nn.Linear(2 * 3 * 5, 2))), 1,
+                 id="conv-broadcast-params-conv-linear"),
+    pytest.param(SqueezeExcite, 1, id="squeeze-excite"),
+    pytest.param(conv_then(lambda s, x: s.fc(x[:, 1:3].unsqueeze(2).squeeze(2).flatten(1)), fc=fc(2 * H * W)), 1,
+                 id="conv-slice-unsqueeze-squeeze-flatten-linear"),
+]
+
+
+@pytest.mark.parametrize("factory, expected", TRANSPOSES)
+def test_transpose_count(factory, expected):
+    """Conv stacks run channels-last: the input is transposed once, and the output only if it is a feature map."""
+    port = assert_port_matches(seeded(factory), (randn(2, 3, 7, 9),))
+    assert port.source.count("tf.transpose") == expected, port.source
+
+
+def test_transpose_count_conv1d():
+    module = nn.Sequential(nn.Conv1d(3, 4, 3), nn.BatchNorm1d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 7, 2))
+    port = assert_port_matches(seeded(lambda: module), (randn(2, 3, 9),))
+    assert port.source.count("tf.transpose") == 1, port.source
