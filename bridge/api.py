@@ -18,7 +18,7 @@ from .errors import BadInputError, UnsupportedError
 from .plan import Emitter, Plan
 from .registry import Registry, default_registry
 from .tolerances import Resolved, ToleranceConfig, resolve
-from .trace import record, trace
+from .trace import LeafRoot, tensor_at, record, trace, wrap_leaf_root
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,9 @@ def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | Non
     options = options or Options()
     registry = registry or default_registry()
     example_inputs = _as_tuple(example_inputs)
-    module = module.eval()
-    gm = trace(module, len(example_inputs), registry)
+    module = wrap_leaf_root(module.eval(), registry)
+    _runs_on(module, example_inputs)
+    gm = trace(module, example_inputs, registry)
     results = record(gm, example_inputs)
     class_name = options.class_name or _class_name(module)
     modules = dict(module.named_modules())
@@ -126,11 +127,23 @@ def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | Non
     tf_model = instantiate(source, class_name)
     bindings = codegen.binding_paths(plan, modules)
     state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-    load_weights(tf_model, bindings, state)
+    graph_values = {t: tensor_at(gm, t).detach().cpu().numpy() for t in plan.params}  # incl. constants
+    load_weights(tf_model, bindings, {**state, **graph_values})
     ignored = [(f"{p}.{name}", why) for p, u in plan.layers.items() for name, why in u.plan.ignored]
     keys = account_keys(bindings, ignored, list(state))
     return Port(module, example_inputs, plan, source, tf_model, bindings, keys, options,
                 _batch_is_dynamic(module, example_inputs))
+
+
+def _runs_on(module: torch.nn.Module, examples: tuple) -> None:
+    """The torch model must run on the example inputs before anything else is tried."""
+    try:
+        with torch.no_grad():
+            module(*examples)
+    except Exception as exc:
+        shapes = ", ".join(f"{list(x.shape)}:{str(x.dtype).replace('torch.', '')}" for x in examples)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BadInputError(f"the torch module fails on the example inputs ({shapes}): {first}") from None
 
 
 def _as_tuple(example_inputs) -> tuple:
@@ -143,7 +156,7 @@ def _as_tuple(example_inputs) -> tuple:
 
 
 def _class_name(module: torch.nn.Module) -> str:
-    name = type(module).__name__
+    name = type(getattr(module, "model", module) if isinstance(module, LeafRoot) else module).__name__
     return name if name.isidentifier() else "Model"
 
 

@@ -120,12 +120,29 @@ def check(torch_spec, tf_spec, weights, kwargs, tf_kwargs, inputs, load_weights,
     return 0
 
 
+def _import_tensorflow_quietly() -> None:
+    """TF's C++ start-up writes CUDA-registration noise straight to fd 2 (no env var silences it).
+
+    Importing it once with fd 2 pointed at /dev/null keeps error output to the one line we print.
+    """
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so temporary folders are removed
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if not debug and {"convert", "check"} & set(argv):
+        _import_tensorflow_quietly()
     try:
         result = build_parser.main(args=argv, prog_name="bridge", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -122,8 +122,11 @@ def convert_expr(var: str, src: Layout, dst: Layout) -> str | None:
         back = [0, *(1 + p for p in inverse(src.perm))]
         expr = f"tf.reshape(tf.transpose(tf.reshape({var}, [-1, {', '.join(map(str, inner_tf))}]), {back}), [-1, {int(np.prod(src.inner))}])"
         return expr if (isinstance(dst, Perm) and dst.is_identity) else _perm_expr(expr, identity(2), dst)
-    if isinstance(dst, Flat):
-        raise ValueError("a Flat layout is only produced by flatten, never converted to")
+    if isinstance(dst, Flat):  # torch order -> the stored flatten order (a module called on both kinds)
+        torch_order = _perm_expr(var, src, identity(2)) if not src.is_identity else var
+        order = [0, *(1 + p for p in dst.perm)]
+        return (f"tf.reshape(tf.transpose(tf.reshape({torch_order}, [-1, {', '.join(map(str, dst.inner))}]), "
+                f"{order}), [-1, {int(np.prod(dst.inner))}])")
     return _perm_expr(var, src, dst)
 
 

@@ -46,13 +46,6 @@ class PyValue:
     value: Any
 
 
-@dataclass(frozen=True)
-class ShapeValue:
-    """``x.shape`` / ``x.size()``: indexing it yields sizes (dynamic for the batch dim)."""
-
-    tensor: TensorValue
-
-
 class Missing:
     """Stands for the output of a node that could not be mapped (already reported)."""
 
@@ -136,13 +129,6 @@ class OpCall(_Call):
 
     def has_kwargs_other_than(self, *names: str) -> bool:
         return any(k not in names for k in self.node.kwargs)
-
-    def rest(self, start: int) -> list:
-        """Positional arguments from ``start`` on, flattened once (``x.permute(0, 2, 1)`` or ``permute((0, 2, 1))``)."""
-        vals = [self.em.value(a) for a in self.node.args[start:]]
-        if len(vals) == 1 and isinstance(vals[0], (list, tuple)):
-            return list(vals[0])
-        return vals
 
     def tensor(self, value, want: lay.Layout | None = None) -> str:
         """The variable for ``value`` converted to ``want`` (default: keep a Perm, unflatten a Flat)."""
@@ -267,7 +253,7 @@ class Emitter:
     def _has_mapping(self, node: fx.Node) -> bool:
         if node.op == "call_module":
             return self.registry.find_module(self.modules[node.target]) is not None
-        if node.op in ("call_function", "call_method"):
+        if node.op == "call_function":
             return self.registry.find_op(node.op, node.target) is not None
         return True
 
@@ -304,21 +290,20 @@ class Emitter:
         if node.kwargs or not all(isinstance(a, TensorValue) for a in args):
             raise NotSupported("module called with non-tensor or keyword arguments")
         use = self.layers.get(path)
+        plan = mapping.plan(module, ModuleCall(self, node, path, args))
         if use is None:
-            plan = mapping.plan(module, ModuleCall(self, node, path, args))
             use = self.layers[path] = LayerUse(path, type(module).__name__, plan, mapping.tolerance)
-        ins = [self.convert(a, want) for a, want in zip(args, use.plan.inputs)]
+        elif not _same_layer(plan, use.plan):  # called again on another layout: feed it what the layer has
+            plan = use.plan
+        ins = [self.convert(a, want) for a, want in zip(args, plan.inputs)]
         expr = f"self.{_access_source(_module_access(path, self.modules))}({', '.join(ins)})"
         meta = self.results[node]
         if not isinstance(meta, TensorMeta):
             raise NotSupported("modules with several outputs are not mapped yet")
-        use.out_layouts.append(use.plan.output)
-        return TensorValue(self.assign(node.name, expr), use.plan.output, meta.shape, meta.dtype)
+        use.out_layouts.append(plan.output)
+        return TensorValue(self.assign(node.name, expr), plan.output, meta.shape, meta.dtype)
 
     def _call_function(self, node):
-        return self._op(node)
-
-    def _call_method(self, node):
         return self._op(node)
 
     def _op(self, node):
@@ -348,6 +333,17 @@ class Emitter:
         return expr, names
 
 
+def _same_layer(a: LayerPlan, b: LayerPlan) -> bool:
+    """Two calls can share one TF layer as planned for each when config and weights agree.
+
+    A folded flatten ties the weights to one column order, so such a call always
+    gets the first call's input layouts instead.
+    """
+    names = lambda p: {k: (w.source, w.transform.name) for k, w in p.weights.items()}  # noqa: E731
+    return (a.layer, a.config, names(a)) == (b.layer, b.config, names(b)) and not any(
+        isinstance(x, lay.Flat) for x in (*a.inputs, *b.inputs))
+
+
 def _any_missing(v) -> bool:
     if isinstance(v, Missing):
         return True
@@ -359,8 +355,6 @@ def _any_missing(v) -> bool:
 
 
 def _node_op_name(node: fx.Node) -> str:
-    if node.op == "call_method":
-        return f"Tensor.{node.target}"
     return op_name(node.target)
 
 

@@ -58,7 +58,7 @@ class ModuleMapping:
 
 @dataclass(frozen=True)
 class OpMapping:
-    targets: tuple[Any, ...]  # callables, or "method:name" / "getattr:name" strings
+    targets: tuple[Any, ...]  # ATen overloads (torch.ops.aten.add.Tensor) or Python operators on sizes
     emit: Callable  # (OpCall) -> Value
     family: str
     tolerance: Tolerance | None = None
@@ -101,9 +101,7 @@ class Registry:
         return None
 
     def find_op(self, op: str, target: Any) -> OpMapping | None:
-        if op == "call_method":
-            return self.ops.get(f"method:{target}")
-        return self.ops.get(target)
+        return self.ops.get(target) if op == "call_function" else None
 
     def supported(self) -> dict[str, list[str]]:
         """Human-readable lists of what is mapped, by family (for docs and `bridge ops`)."""
@@ -116,8 +114,8 @@ class Registry:
 
 
 def op_name(target: Any) -> str:
-    if isinstance(target, str):
-        return target
+    if isinstance(target, (str, torch._ops.OpOverload)):
+        return str(target)
     if getattr(target, "__module__", None) == "_operator" or target in vars(operator).values():
         return f"operator.{target.__name__}"
     mod = getattr(target, "__module__", "") or ""

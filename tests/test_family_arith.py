@@ -178,7 +178,5 @@ class TensorConstants(nn.Module):
         return (x + self.b[:2]) * torch.tensor([1.0, 2.0])
 
 
-@pytest.mark.xfail(strict=True, reason="bridge/api.py + build.py: weights are read from module.state_dict(), which "
-                                       "lacks fx's _tensor_constant* attributes (KeyError in load_weights)")
 def test_tensor_constants_in_forward():
     assert_port_matches(seeded(TensorConstants), (randn(3, 2),))

@@ -43,9 +43,7 @@ def test_embedding(factory, shape):
     assert_port_matches(module, (ids,))
 
 
-# ---------------------------------------------------------------- known bugs outside bridge/mappings and layers
-@pytest.mark.xfail(strict=True, reason="bridge/trace.py: fx traces into the root module's forward, so a bare "
-                                       "mapped module (nn.Linear as the model) reaches F.linear, which has no mapping")
+# ---------------------------------------------------------------- a bare mapped module, and a module called on two layouts
 def test_bare_linear_as_the_model():
     port = bridge.convert(seeded(lambda: nn.Linear(4, 3)), (randn(2, 4),))
     assert port.parity().runtime("tf").max_abs_error <= 1e-5
@@ -59,8 +57,6 @@ SHARED = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="bridge/plan.py: Emitter._call_module plans a module on its first call "
-                                       "and reuses that plan's input layouts for later calls of another rank/layout")
 @pytest.mark.parametrize("factory, shape", SHARED)
 def test_linear_called_twice_on_different_layouts(factory, shape):
     assert_port_matches(seeded(factory), (randn(*shape),))

@@ -1,10 +1,12 @@
-"""Activations and softmax: modules and their functional / method forms."""
+"""Activations and softmax: modules, and the ATen ops that torch.export records
+for their functional and method forms (F.relu, x.sigmoid(), torch.softmax ...)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+A = torch.ops.aten
 
 from ..registry import LayerPlan, NotSupported, module_mapping, op_mapping
 from ._util import keep_layout, stateless
@@ -52,40 +54,38 @@ def softmax(m, call):
 # ---- functional and method forms
 def _unary(fn: str):
     def emit(c):
-        x = c.arg(0, "input")  # elementwise: any layout, a folded flatten included
+        x = c.arg(0, "self")  # elementwise: any layout, a folded flatten included
         return c.out(f"{fn}({c.tensor(x, x.layout)})", x.layout)
 
     return emit
 
 
-relu_op = op_mapping(F.relu, torch.relu, "method:relu")(_unary("tf.nn.relu"))
-sigmoid_op = op_mapping(torch.sigmoid, F.sigmoid, "method:sigmoid")(_unary("tf.sigmoid"))
-tanh_op = op_mapping(torch.tanh, F.tanh, "method:tanh")(_unary("tf.tanh"))
-silu_op = op_mapping(F.silu)(_unary("L.silu"))
+relu_op = op_mapping(A.relu.default, A.relu_.default)(_unary("tf.nn.relu"))
+sigmoid_op = op_mapping(A.sigmoid.default, A.sigmoid_.default)(_unary("tf.sigmoid"))
+tanh_op = op_mapping(A.tanh.default, A.tanh_.default)(_unary("tf.tanh"))
+silu_op = op_mapping(A.silu.default, A.silu_.default)(_unary("L.silu"))
 
 
-@op_mapping(F.gelu)
+@op_mapping(A.gelu.default, A.gelu_.default)
 def gelu_op(c):
-    x = c.arg(0, "input")
+    x = c.arg(0, "self")
     approximate = c.arg(1, "approximate", "none")
     return c.out(f"L.gelu({c.tensor(x, x.layout)}, {approximate!r})", x.layout)
 
 
-@op_mapping(F.leaky_relu)
+@op_mapping(A.leaky_relu.default, A.leaky_relu_.default)
 def leaky_relu_op(c):
-    x = c.arg(0, "input")
+    x = c.arg(0, "self")
     slope = float(c.arg(1, "negative_slope", 0.01))
     return c.out(f"tf.nn.leaky_relu({c.tensor(x, x.layout)}, alpha={slope})", x.layout)
 
 
 def _softmax(fn: str):
     def emit(c):
-        x = c.arg(0, "input")
-        dim = c.arg(1, "dim", None)
-        if dim is None:
-            raise NotSupported("softmax without dim")
-        # F.softmax(input, dim, _stacklevel, dtype); torch.softmax(input, dim, dtype); x.softmax(dim, dtype)
-        dtype = c.arg(3 if c.node.target in (F.softmax, F.log_softmax) else 2, "dtype", None)
+        """softmax.int(self, dim, dtype=None) and _softmax.default(self, dim, half_to_float)."""
+        x = c.arg(0, "self")
+        dim = c.arg(1, "dim")
+        dtype = c.arg(2, "dtype", None) if c.node.target in (A.softmax.int, A.log_softmax.int) else None
         want = keep_layout(x)
         xs = c.tensor(x, want) if dtype is None else f"tf.cast({c.tensor(x, want)}, {c.render(dtype)})"
         return c.out(f"{fn}({xs}, axis={want.tf_axis(dim)})", want)
@@ -93,8 +93,8 @@ def _softmax(fn: str):
     return emit
 
 
-softmax_op = op_mapping(F.softmax, torch.softmax, "method:softmax")(_softmax("tf.nn.softmax"))
-log_softmax_op = op_mapping(F.log_softmax, torch.log_softmax, "method:log_softmax")(_softmax("tf.nn.log_softmax"))
+softmax_op = op_mapping(A.softmax.int, A._softmax.default)(_softmax("tf.nn.softmax"))
+log_softmax_op = op_mapping(A.log_softmax.int, A._log_softmax.default)(_softmax("tf.nn.log_softmax"))
 
 MAPPINGS = (relu, leaky_relu, gelu, silu, sigmoid, tanh, softmax, relu_op, sigmoid_op, tanh_op, silu_op,
             gelu_op, leaky_relu_op, softmax_op, log_softmax_op)

@@ -14,14 +14,17 @@ from ..plan import PyValue, TensorValue
 from ..registry import NotSupported, op_mapping
 from ._util import drop_dims, keep_layout
 
+A = torch.ops.aten
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//"}
 
 
-def _binary(kind: str):
+def _binary(kind: str, swap: bool = False):
     sym = _SYMBOL[kind]
 
     def emit(c):
-        a, b = c.arg(0, "input"), c.arg(1, "other")
+        a, b = c.arg(0, "self"), c.arg(1, "other")
+        if swap:  # rsub(self, other) = other - self
+            a, b = b, a
         alpha = c.node.kwargs.get("alpha", 1)
         if alpha != 1 or c.node.kwargs.get("rounding_mode") is not None:
             raise NotSupported("alpha= / rounding_mode= arguments")
@@ -62,31 +65,64 @@ def broadcast_operand(c, t: TensorValue, want: lay.Perm) -> str:
     return f"tf.reshape({c.tensor(t, src)}, {shape})"
 
 
-add = op_mapping(operator.add, operator.iadd, torch.add, "method:add")(_binary("add"))
-sub = op_mapping(operator.sub, operator.isub, torch.sub, torch.subtract, "method:sub")(_binary("sub"))
-mul = op_mapping(operator.mul, operator.imul, torch.mul, torch.multiply, "method:mul")(_binary("mul"))
-div = op_mapping(operator.truediv, operator.itruediv, torch.div, torch.true_divide, "method:div")(_binary("div"))
+add = op_mapping(A.add.Tensor, A.add.Scalar, A.add_.Tensor, operator.add)(_binary("add"))
+sub = op_mapping(A.sub.Tensor, A.sub.Scalar, A.sub_.Tensor, operator.sub)(_binary("sub"))
+rsub = op_mapping(A.rsub.Scalar, A.rsub.Tensor)(_binary("sub", swap=True))
+mul = op_mapping(A.mul.Tensor, A.mul.Scalar, A.mul_.Tensor, operator.mul)(_binary("mul"))
+div = op_mapping(A.div.Tensor, A.div.Scalar, A.div_.Tensor, A.div.Tensor_mode, operator.truediv)(_binary("div"))
 floordiv = op_mapping(operator.floordiv)(_binary("floordiv"))
 
 
-@op_mapping(operator.neg, torch.neg, "method:neg")
+@op_mapping(A.neg.default, operator.neg)
 def neg(c):
-    x = c.arg(0, "input")
+    x = c.arg(0, "self")
     if not isinstance(x, TensorValue):
         return PyValue(f"(-{c.render(x)})", c.em.results[c.node])
-    return c.out(f"-{c.tensor(x)}", keep_layout(x))
+    return c.out(f"-{c.tensor(x, x.layout)}", x.layout)
 
 
-@op_mapping(torch.matmul, operator.matmul, torch.bmm, torch.mm, "method:matmul", "method:bmm", "method:mm")
+def _unary(fn: str):
+    def emit(c):
+        x = c.arg(0, "self")  # elementwise: any layout
+        return c.out(f"{fn}({c.tensor(x, x.layout)})", x.layout)
+
+    return emit
+
+
+exp = op_mapping(A.exp.default)(_unary("tf.exp"))
+log = op_mapping(A.log.default)(_unary("tf.math.log"))
+sqrt = op_mapping(A.sqrt.default)(_unary("tf.sqrt"))
+rsqrt = op_mapping(A.rsqrt.default)(_unary("tf.math.rsqrt"))
+abs_ = op_mapping(A.abs.default)(_unary("tf.abs"))
+reciprocal = op_mapping(A.reciprocal.default)(_unary("tf.math.reciprocal"))
+
+
+@op_mapping(A.pow.Tensor_Scalar)
+def pow_(c):
+    x = c.arg(0, "self")
+    return c.out(f"tf.pow({c.tensor(x, x.layout)}, {float(c.arg(1, 'exponent'))})", x.layout)
+
+
+@op_mapping(A.matmul.default, A.bmm.default, A.mm.default)
 def matmul(c):
     """A transposed operand (``q @ k.transpose(-2, -1)``) is passed as stored with a transpose flag."""
-    a, b = c.arg(0, "input"), c.arg(1, "other")
+    a, b = c.arg(0, "self"), c.arg(1, "other")
     if a.rank < 2 or b.rank < 2:
         raise NotSupported("matmul with a 1-D operand")
     ia, ta = _matmul_operand(c, a, allow_transposed=a.rank == b.rank)
     ib, tb = _matmul_operand(c, b, allow_transposed=True)
     flags = (", transpose_a=True" if ta else "") + (", transpose_b=True" if tb else "")
     return c.out(f"L.matmul({ia}, {ib}{flags})", lay.identity(len(c.out_shape)))
+
+
+@op_mapping(A.linear.default)
+def linear(c):
+    """F.linear(x, weight, bias) outside an nn.Linear, e.g. with a raw parameter: x @ weight^T + bias."""
+    x, w, b = c.arg(0, "input"), c.arg(1, "weight"), c.arg(2, "bias", None)
+    expr = f"L.matmul({c.tensor(x, lay.identity(x.rank))}, {c.tensor(w, lay.identity(2))}, transpose_b=True)"
+    if isinstance(b, TensorValue):
+        expr += f" + {c.tensor(b, lay.identity(1))}"
+    return c.out(expr, lay.identity(len(c.out_shape)))
 
 
 def _matmul_operand(c, x: TensorValue, allow_transposed: bool) -> tuple[str, bool]:
@@ -97,10 +133,11 @@ def _matmul_operand(c, x: TensorValue, allow_transposed: bool) -> tuple[str, boo
     return c.tensor(x, lay.identity(x.rank)), False
 
 
-def _reduce(fn: str, dim_name: str = "dim"):
+def _reduce(fn: str):
     def emit(c):
-        x = c.arg(0, "input")
-        dim = c.arg(1, dim_name, None)
+        """mean.dim / sum.dim_IntList / amax (self, dim, keepdim); the .default forms reduce everything."""
+        x = c.arg(0, "self")
+        dim = c.arg(1, "dim", None) if len(c.node.args) > 1 or "dim" in c.node.kwargs else None
         keepdim = c.arg(2, "keepdim", False)
         if c.node.kwargs.get("dtype") is not None:
             raise NotSupported("reduction with dtype=")
@@ -117,8 +154,9 @@ def _reduce(fn: str, dim_name: str = "dim"):
     return emit
 
 
-mean = op_mapping(torch.mean, "method:mean")(_reduce("tf.reduce_mean"))
-sum_ = op_mapping(torch.sum, "method:sum")(_reduce("tf.reduce_sum"))
-amax = op_mapping(torch.amax, "method:amax")(_reduce("tf.reduce_max"))
+mean = op_mapping(A.mean.dim, A.mean.default)(_reduce("tf.reduce_mean"))
+sum_ = op_mapping(A.sum.dim_IntList, A.sum.default)(_reduce("tf.reduce_sum"))
+amax = op_mapping(A.amax.default)(_reduce("tf.reduce_max"))
 
-MAPPINGS = (add, sub, mul, div, floordiv, neg, matmul, mean, sum_, amax)
+MAPPINGS = (add, sub, rsub, mul, div, floordiv, neg, exp, log, sqrt, rsqrt, abs_, reciprocal, pow_, matmul, linear, mean, sum_,
+            amax)

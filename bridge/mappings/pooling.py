@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
+import torch
 from torch import nn
 
 from .. import layout as lay
 from ..registry import LayerPlan, NotSupported, module_mapping, op_mapping
 from ._util import pair
+
+A = torch.ops.aten
 
 
 def _max_config(kernel_size, stride, padding, dilation, ceil_mode, return_indices=False):
@@ -57,9 +59,9 @@ def _args(c, names_defaults):
     return [c.arg(i, n, d) for i, (n, d) in enumerate(names_defaults, start=1)]
 
 
-@op_mapping(F.max_pool2d)
+@op_mapping(A.max_pool2d.default)
 def max_pool_op(c):
-    x = c.arg(0, "input")
+    x = c.arg(0, "self")
     _check_rank(x)
     k, s, p, d, ceil, ri = _args(c, [("kernel_size", None), ("stride", None), ("padding", 0), ("dilation", 1),
                                      ("ceil_mode", False), ("return_indices", False)])
@@ -69,9 +71,9 @@ def max_pool_op(c):
                  f"{cfg['ceil_mode']})", cl)
 
 
-@op_mapping(F.avg_pool2d)
+@op_mapping(A.avg_pool2d.default)
 def avg_pool_op(c):
-    x = c.arg(0, "input")
+    x = c.arg(0, "self")
     _check_rank(x)
     k, s, p, ceil, cip, div = _args(c, [("kernel_size", None), ("stride", None), ("padding", 0),
                                         ("ceil_mode", False), ("count_include_pad", True), ("divisor_override", None)])
@@ -81,9 +83,9 @@ def avg_pool_op(c):
     return c.out(f"L.avg_pool2d({c.tensor(x, cl)}, {args})", cl)
 
 
-@op_mapping(F.adaptive_avg_pool2d)
+@op_mapping(A.adaptive_avg_pool2d.default)
 def adaptive_avg_pool_op(c):
-    x = c.arg(0, "input")
+    x = c.arg(0, "self")
     _check_rank(x)
     cl = lay.channels_last(4)
     return c.out(f"L.adaptive_avg_pool2d({c.tensor(x, cl)}, {pair(c.arg(1, 'output_size'))})", cl)

@@ -1,5 +1,5 @@
-"""Shape ops: flatten, reshape/view, permute/transpose, squeeze/unsqueeze, cat,
-stack, indexing, sizes and F.pad.
+"""Shape ops, as torch.export records them: flatten, reshape/view, permute/
+transpose, squeeze/unsqueeze, cat, stack, slice/select (indexing), sizes, pad.
 
 permute/transpose cost nothing: they change the value's layout, not the
 tensor. flatten(1) of a channels-last value keeps TF's order (a ``Flat``
@@ -9,19 +9,19 @@ order back through one transpose.
 
 from __future__ import annotations
 
-import builtins
 import math
 import operator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import layout as lay
-from ..plan import PyValue, ShapeValue, TensorValue
+from ..plan import PyValue, TensorValue
 from ..registry import LayerPlan, NotSupported, module_mapping, op_mapping
 from ._util import drop_dims, insert_dim, keep_layout
+
+A = torch.ops.aten
 
 
 def _flat_layout(x: TensorValue, start: int, end: int) -> lay.Layout | None:
@@ -99,20 +99,20 @@ def flatten(m, call):
     return LayerPlan("Flatten", {"tail": shape[1:]}, {}, (src,), out)
 
 
-@op_mapping(torch.flatten, "method:flatten")
+@op_mapping(A.flatten.using_ints)
 def flatten_op(c):
-    x = c.arg(0, "input")
+    x = c.arg(0, "self")
     start, end = c.arg(1, "start_dim", 0) % max(x.rank, 1), c.arg(2, "end_dim", -1) % max(x.rank, 1)
     if start >= end:  # nothing merged (rank 1, or start == end): torch returns the input's view
         return c.alias(x, x.layout)
     return _emit_flatten(c, x, start, end)
 
 
-@op_mapping(torch.reshape, "method:reshape", "method:view")
+@op_mapping(A.view.default, A.reshape.default, A._unsafe_view.default)
 def reshape(c):
     """A reshape that merges one run of dims is a flatten (layout kept); any other runs in torch order."""
-    x = c.arg(0, "input")
-    shape = c.rest(1) if c.node.op == "call_method" else list(c.arg(1, "shape"))
+    x = c.arg(0, "self")
+    shape = list(c.arg(1, "size"))
     if tuple(c.out_shape) == tuple(x.shape):
         return c.alias(x, x.layout)
     run = _flatten_run(x.shape, c.out_shape)
@@ -122,39 +122,38 @@ def reshape(c):
     return c.out(f"tf.reshape({c.tensor(x, lay.identity(x.rank))}, {c.render(shape)})", lay.identity(out_rank))
 
 
-@op_mapping(torch.permute, "method:permute")
-def permute(c):
-    x = c.arg(0, "input")
-    dims = c.rest(1) if c.node.op == "call_method" else list(c.arg(1, "dims"))
-    dims = tuple(d % x.rank for d in dims)
-    src = keep_layout(x)
-    return c.alias(TensorValue(c.tensor(x, src), src, x.shape, x.dtype), lay.permuted(src, dims))
-
-
-@op_mapping(torch.transpose, "method:transpose")
-def transpose(c):
-    x = c.arg(0, "input")
-    d0, d1 = c.arg(1, "dim0") % x.rank, c.arg(2, "dim1") % x.rank
-    dims = list(range(x.rank))
-    dims[d0], dims[d1] = dims[d1], dims[d0]
+def _permuted(c, x: TensorValue, dims) -> TensorValue:
+    """Same TF tensor, new layout: a torch permute costs nothing at run time."""
     src = keep_layout(x)
     return c.alias(TensorValue(c.tensor(x, src), src, x.shape, x.dtype), lay.permuted(src, tuple(dims)))
 
 
-@op_mapping(torch.t, "method:t")
+@op_mapping(A.permute.default)
+def permute(c):
+    x = c.arg(0, "self")
+    return _permuted(c, x, [d % x.rank for d in c.arg(1, "dims")])
+
+
+@op_mapping(A.transpose.int)
+def transpose(c):
+    x = c.arg(0, "self")
+    d0, d1 = c.arg(1, "dim0") % x.rank, c.arg(2, "dim1") % x.rank
+    dims = list(range(x.rank))
+    dims[d0], dims[d1] = dims[d1], dims[d0]
+    return _permuted(c, x, dims)
+
+
+@op_mapping(A.t.default)
 def t(c):
-    """``x.t()``: a 2-D transpose (a 0-D or 1-D tensor is returned as is), a layout change only."""
-    x = c.arg(0, "input")
-    if x.rank < 2:
-        return c.alias(x, x.layout)
-    src = keep_layout(x)
-    return c.alias(TensorValue(c.tensor(x, src), src, x.shape, x.dtype), lay.permuted(src, (1, 0)))
+    """``x.t()``: a 2-D transpose (a 0-D or 1-D tensor is returned as is)."""
+    x = c.arg(0, "self")
+    return c.alias(x, x.layout) if x.rank < 2 else _permuted(c, x, (1, 0))
 
 
-@op_mapping(torch.squeeze, "method:squeeze")
+@op_mapping(A.squeeze.default, A.squeeze.dim, A.squeeze.dims)
 def squeeze(c):
     """Drop size-1 dims in whatever layout the value has: the remaining axes keep their TF order."""
-    x = c.arg(0, "input")
+    x = c.arg(0, "self")
     dim = c.arg(1, "dim", None)
     if dim is None:
         if x.shape and x.shape[0] == 1:
@@ -170,28 +169,27 @@ def squeeze(c):
     return c.out(f"tf.squeeze({c.tensor(x, src)}, {axes})", drop_dims(src, dims))
 
 
-@op_mapping(torch.unsqueeze, "method:unsqueeze")
+@op_mapping(A.unsqueeze.default)
 def unsqueeze(c):
-    x = c.arg(0, "input")
+    x = c.arg(0, "self")
     src = keep_layout(x)
     at, out = insert_dim(src, c.arg(1, "dim") % (x.rank + 1))
     return c.out(f"tf.expand_dims({c.tensor(x, src)}, {at})", out)
 
 
-@op_mapping(torch.cat, torch.concat, torch.concatenate)
+@op_mapping(A.cat.default)
 def cat(c):
-    xs = [v for v in c.arg(0, "tensors")]
+    xs = list(c.arg(0, "tensors"))
     dim = c.arg(1, "dim", 0)
-    ranks = {v.rank for v in xs}
-    want = keep_layout(xs[0]) if len(ranks) == 1 else None
-    if want is None:
+    if len({v.rank for v in xs}) != 1:
         raise NotSupported("cat of tensors with different ranks")
+    want = keep_layout(xs[0])
     if any(keep_layout(v) != want for v in xs):
         want = lay.identity(xs[0].rank)
     return c.out(f"tf.concat([{', '.join(c.tensor(v, want) for v in xs)}], {want.tf_axis(dim)})", want)
 
 
-@op_mapping(torch.stack)
+@op_mapping(A.stack.default)
 def stack(c):
     """Stack in the inputs' shared layout (torch order if they differ); the new axis sits beside its neighbour."""
     xs = list(c.arg(0, "tensors"))
@@ -202,100 +200,65 @@ def stack(c):
     return c.out(f"tf.stack([{parts}], {at})", out)
 
 
-def _index_expr(c, item) -> str:
-    if item is None:
-        return "tf.newaxis"
-    if item is Ellipsis:
-        return "..."
-    if isinstance(item, slice):
-        start, stop, step = ("" if v is None else c.render(v) for v in (item.start, item.stop, item.step))
-        return f"{start}:{stop}:{step}" if step else f"{start}:{stop}"
-    if isinstance(item, (int, PyValue)):
-        return c.render(item)
-    raise NotSupported(f"indexing with {type(item).__name__} (only ints, slices, None and ...)")
+_END = 2**63 - 1  # what export records for an open slice end
 
 
-def _expand_items(items: tuple, rank: int) -> list:
-    """Index items with ``...`` (or the implicit trailing ``...``) replaced by full slices."""
-    used = sum(1 for i in items if i is not None and i is not Ellipsis)
-    fill = [slice(None)] * (rank - used)
-    if not any(i is Ellipsis for i in items):
-        return [*items, *fill]
-    at = next(k for k, i in enumerate(items) if i is Ellipsis)
-    return [*items[:at], *fill, *items[at + 1:]]
+@op_mapping(A.slice.Tensor)
+def slice_op(c):
+    """x[..., a:b:s] along one torch dim, done on that dim's TF axis: the layout is kept."""
+    x = c.arg(0, "self")
+    dim = c.arg(1, "dim", 0) % x.rank
+    start, end, step = c.arg(2, "start", None), c.arg(3, "end", None), c.arg(4, "step", 1)
+    if isinstance(step, int) and step < 1:
+        raise NotSupported("slice steps below 1")
+    if start in (None, 0) and (end is None or (isinstance(end, int) and end >= x.shape[dim])) and step == 1:
+        return c.alias(x, x.layout)
+    src = keep_layout(x)
+    bounds = ["" if v is None or (v == 0 and i == 0) or (isinstance(v, int) and v >= _END) else c.render(v)
+              for i, v in enumerate((start, end))]
+    item = ":".join(bounds) + (f":{c.render(step)}" if step != 1 else "")
+    return c.out(f"{c.tensor(x, src)}[{_index_at(src.tf_axis(dim), item)}]", src)
 
 
-def _index_permuted(items: list, layout: lay.Perm) -> tuple[list, lay.Perm]:
-    """Index a permuted value as stored: TF-order items (new axes last) and the resulting layout."""
-    per_dim, out_dim, new_dims, o = [], {}, [], 0
-    for item in items:  # torch order: None adds an output dim, an int drops an input dim
-        if item is None:
-            new_dims.append(o)
-        else:
-            if isinstance(item, slice):
-                out_dim[len(per_dim)] = o
-            per_dim.append(item)
-        o += item is None or isinstance(item, slice)
-    tf_items = [per_dim[d] for d in layout.perm] + [None] * len(new_dims)
-    kept = [out_dim[d] for d in layout.perm if d in out_dim]
-    return tf_items, lay.Perm((*kept, *new_dims))
+@op_mapping(A.select.int)
+def select(c):
+    """x[..., i] along one torch dim: that dim disappears, the other axes keep their TF order."""
+    x = c.arg(0, "self")
+    dim, index = c.arg(1, "dim") % x.rank, c.arg(2, "index")
+    src = keep_layout(x)
+    return c.out(f"{c.tensor(x, src)}[{_index_at(src.tf_axis(dim), c.render(index))}]", drop_dims(src, [dim]))
+
+
+def _index_at(axis: int, item: str) -> str:
+    return ", ".join([":"] * axis + [item])
+
+
+@op_mapping(A.sym_size.int)
+def sym_size(c):
+    """A size export kept symbolic (the batch dim): read at run time from the TF tensor."""
+    x, dim = c.arg(0, "self"), c.arg(1, "dim") % c.arg(0, "self").rank
+    axis = x.layout.tf_axis(dim) if isinstance(x.layout, lay.Perm) else 0
+    return PyValue(f"tf.shape({x.var})[{axis}]", c.em.results[c.node])
 
 
 @op_mapping(operator.getitem)
 def getitem(c):
+    """An item of a module's tuple output."""
     obj, item = c.arg(0), c.arg(1)
-    if isinstance(obj, ShapeValue):
-        return _size(c, obj.tensor, item)
     if isinstance(obj, (list, tuple)):
         return obj[item]
-    if not isinstance(obj, TensorValue):
-        raise NotSupported(f"indexing a {type(obj).__name__}")
-    items = _expand_items(item if isinstance(item, tuple) else (item,), obj.rank)
-    if any(isinstance(i, slice) and (i.step or 1) < 0 for i in items):
-        raise NotSupported("negative slice steps")
-    src = keep_layout(obj)
-    tf_items, out = (items, lay.identity(len(c.out_shape))) if src.is_identity else _index_permuted(items, src)
-    index = ", ".join(_index_expr(c, i) for i in tf_items)
-    return c.out(f"{c.tensor(obj, src)}[{index}]", out)
+    raise NotSupported(f"indexing a {type(obj).__name__}")
 
 
-def _size(c, x: TensorValue, dim):
-    if isinstance(dim, slice):
-        raise NotSupported("slicing x.shape")
-    d = dim % x.rank
-    if d != 0:  # only the batch dim is dynamic; other sizes are fixed by the traced shapes
-        return PyValue(repr(x.shape[d]), x.shape[d])
-    axis = x.layout.tf_axis(0) if isinstance(x.layout, lay.Perm) else 0
-    return PyValue(f"tf.shape({x.var})[{axis}]", x.shape[0])
-
-
-@op_mapping("method:size")
-def size(c):
-    x = c.arg(0, "input")
-    dim = c.arg(1, "dim", None)
-    return ShapeValue(x) if dim is None else _size(c, x, dim)
-
-
-@op_mapping(builtins.getattr)
-def getattr_op(c):
-    obj, name = c.arg(0), c.arg(1)
-    if isinstance(obj, TensorValue) and name == "shape":
-        return ShapeValue(obj)
-    if isinstance(obj, TensorValue) and name == "ndim":
-        return obj.rank
-    raise NotSupported(f"attribute .{name}")
-
-
-@op_mapping("method:dim")
-def dim_op(c):
-    return c.arg(0).rank
-
-
-@op_mapping(F.pad)
+@op_mapping(A.pad.default, A.constant_pad_nd.default)
 def pad(c):
-    x = c.arg(0, "input")
+    """pad.default(self, pad, mode='constant', value=None); constant_pad_nd(self, pad, value=0)."""
+    x = c.arg(0, "self")
     pads = list(c.arg(1, "pad"))
-    mode, value = c.arg(2, "mode", "constant"), c.arg(3, "value", None)
+    if c.node.target == A.constant_pad_nd.default:
+        mode, value = "constant", c.arg(2, "value", 0)
+    else:
+        mode, value = c.arg(2, "mode", "constant"), c.arg(3, "value", None)
     if mode not in ("constant", "reflect", "replicate", "circular"):
         raise NotSupported(f"padding mode {mode!r}")
     if mode != "constant" and min(pads) < 0:
@@ -305,5 +268,5 @@ def pad(c):
     return c.out(f"L.pad_axes({c.tensor(x, want)}, {by_axis}, {mode!r}, {float(value or 0.0)})", want)
 
 
-MAPPINGS = (flatten, flatten_op, reshape, permute, transpose, t, squeeze, unsqueeze, cat, stack, getitem, size,
-            getattr_op, dim_op, pad)
+MAPPINGS = (flatten, flatten_op, reshape, permute, transpose, t, squeeze, unsqueeze, cat, stack, slice_op, select,
+            sym_size, getitem, pad)
