@@ -21,5 +21,19 @@ if command -v node >/dev/null 2>&1; then
   npm ci --prefix bridge/export/js --no-audit --no-fund --loglevel=error
   echo "npm packages ok: $(node --version), @tensorflow/tfjs + tfjs-backend-wasm 4.22.0"
 else
-  echo "warning: node not found: tfjs verification will be skipped (install Node >= 18)" >&2
+  echo "warning: node not found: tfjs verification will be skipped (install Node >= 20)" >&2
+fi
+
+# Debian's chromium, for checking the tfjs model in a real browser (bridge/export/browser.py).
+# playwright-core drives it and never downloads a browser of its own.
+if [ -n "${BRIDGE_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; then
+  :
+elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get update && apt-get install -y --no-install-recommends chromium
+else
+  echo "warning: chromium not found and this is not root with apt-get: browser checks will be skipped" \
+       "(install Debian's chromium as root, or set BRIDGE_CHROMIUM to a Chromium executable)" >&2
+fi
+if command -v "${BRIDGE_CHROMIUM:-chromium}" >/dev/null 2>&1; then
+  echo "browser ok: $("${BRIDGE_CHROMIUM:-chromium}" --version 2>/dev/null)"
 fi

@@ -19,7 +19,8 @@ from .tolerances import ToleranceConfig, from_pyproject
 
 
 def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, tfjs,
-                backends, allow_nonfinite, seed, tolerances=(), reports=None, per_module_tfjs=True) -> dict:
+                backends, allow_nonfinite, seed, tolerances=(), reports=None, per_module_tfjs=True,
+                browser_backends=("webgl",)) -> dict:
     t = resolve(target, weights=weights, inputs=inputs, kwargs=kwargs)
     tolerance = from_pyproject().merged(ToleranceConfig.parse(tolerances))
     out = Path(out) if out else Path("exports") / t.name
@@ -50,7 +51,8 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
         try:
             report = port.save(out, options=SaveOptions(force=force, tfjs=tfjs, backends=backends,
                                                         write_failing=write_failing,
-                                                        per_module_tfjs=per_module_tfjs),
+                                                        per_module_tfjs=per_module_tfjs,
+                                                        browser_backends=browser_backends),
                                progress=status.update)
         except ParityError as exc:  # CI still wants the reports that say where it diverged
             if exc.report is not None:

@@ -20,3 +20,14 @@ def node_or_skip():
         if os.environ.get("CI"):
             pytest.fail(f"node tests must run in CI: {reason}")
         pytest.skip(reason)
+
+
+@pytest.fixture
+def browser_or_skip(node_or_skip):
+    from bridge.export.browser import browser_status
+
+    reason = browser_status()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests must run in CI: {reason}")
+        pytest.skip(reason)

@@ -20,18 +20,21 @@ TARGET = 1e-5
 
 @pytest.mark.node
 @pytest.mark.parametrize("name", MODELS)
-def test_model_converts_and_matches_in_every_runtime(name, tmp_path, node_or_skip):
+@pytest.mark.browser
+def test_model_converts_and_matches_in_every_runtime(name, tmp_path, browser_or_skip):
     out = tmp_path / name
     assert main(["convert", str(ROOT / "models" / name), "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     runtimes = {r["runtime"]: r for r in report["parity"]["runtimes"]}
-    assert set(runtimes) == {"tf", "savedmodel", "tfjs-cpu", "tfjs-wasm"}
+    assert set(runtimes) == {"tf", "savedmodel", "tfjs-cpu", "tfjs-wasm", "browser-webgl"}
     for r in runtimes.values():
         assert r["skipped"] is None and r["ok"], r
         for o in r["outputs"]:
             scale = o["bound"] / 1e-4  # bound = 1e-4 * max(1, max|torch|)
             assert o["max_abs_error"] <= TARGET * scale, (r["runtime"], o)
     assert report["parity"]["first_divergence"] is None
+    per_module = report["parity"]["per_module_runtimes"]
+    assert set(per_module) == {"tf", "tfjs-cpu", "tfjs-wasm"} and all(d["ok"] for v in per_module.values() for d in v)
     assert report["checkpoint"]["sha256"] and len(report["checkpoint"]["sha256"]) == 64
     assert report["keys"]["unused"] == [] and report["keys"]["shared"] == {}
     meta = json.loads((out / "tfjs" / "model.json").read_text())["userDefinedMetadata"]["bridge"]

@@ -99,3 +99,44 @@ def test_nonfinite_weights_are_refused_unless_allowed(tmp_path):
     proc = convert(tmp_path / "y", "--weights", str(bad), "--no-tfjs", "--allow-nonfinite", check=False)
     # accepted, but NaN propagates: torch and TF must agree on where the NaNs are
     assert proc.returncode in (0, 4), proc.stderr[-1000:]
+
+
+class _Small(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.fc = torch.nn.Linear(4 * 5 * 5, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def _drifted_port():
+    import bridge
+
+    torch.manual_seed(0)
+    port = bridge.convert(_Small(), (torch.randn(1, 2, 5, 5),))
+    port.tf_model.bn.gamma.assign(port.tf_model.bn.gamma * 1.5)  # a port that drifted at bn
+    return port
+
+
+def test_parity_failure_writes_nothing_and_names_the_module(tmp_path):
+    from bridge.errors import ParityError
+
+    port = _drifted_port()
+    with pytest.raises(ParityError) as info:
+        port.save(tmp_path / "net", tfjs=False)
+    assert "first diverging module: bn" in info.value.message
+    assert info.value.report.first_divergence == "bn"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.node
+def test_write_failing_marks_the_artifacts(tmp_path, node_or_skip):
+    port = _drifted_port()
+    report = port.save(tmp_path / "net", write_failing=True, browser_backends=())
+    assert report["parity"]["ok"] is False and report["parity"]["first_divergence"] == "bn"
+    meta = json.loads((tmp_path / "net" / "tfjs" / "model.json").read_text())["userDefinedMetadata"]["bridge"]
+    assert meta["parity"]["ok"] is False and meta["parity"]["first_divergence"] == "bn"
+    assert meta["parity"]["runtimes"]["tfjs-wasm"]["ok"] is False

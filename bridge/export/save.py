@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .. import __version__, parity
 from ..errors import BadInputError, ExportError, ParityError
-from . import permodule, savedmodel, tfjs
+from . import browser, permodule, savedmodel, tfjs
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class SaveOptions:
     write_failing: bool = False  # write artifacts even when parity fails (marked failing)
     require_node: bool = False  # a missing node is an error instead of a skip
     per_module_tfjs: bool = True  # also locate the first diverging module inside tfjs (permodule.py)
+    browser_backends: tuple[str, ...] = ("webgl",)  # checked in headless chromium; () to skip
+    browser_sets: int = 2  # parity input sets run in the browser (each browser launch costs seconds)
 
 
 def save(port, out, options: SaveOptions | None = None, progress=None, **kwargs) -> dict:
@@ -106,6 +108,11 @@ def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
             step("per-module parity in tfjs")
             report.per_module_runtimes.update(_per_module_tfjs(port, options))
             timings["tfjs_per_module_s"] = time.perf_counter() - t
+        if options.browser_backends:
+            t = time.perf_counter()
+            step("verifying tfjs in chromium (" + ", ".join(options.browser_backends) + ")")
+            report.runtimes += _check_browser(port, refs[: options.browser_sets], tmp / "tfjs", options)
+            timings["browser_verify_s"] = time.perf_counter() - t
         _update_metadata(tmp / "tfjs" / "model.json", {"parity": _parity_summary(report)})
     return _report_dict(port, report, tfjs_info, timings)
 
@@ -134,6 +141,28 @@ def _check_tfjs(port, refs, model_dir: Path, options: SaveOptions) -> list[parit
                     parity.compare(out_name, r, got[out_name], port.tolerance.output.rtol))
     return [parity.RuntimeResult(f"tfjs-{b}", [parity.merge(n, d) for n, d in diffs[b].items()])
             for b in options.backends]
+
+
+def _check_browser(port, refs, model_dir: Path, options: SaveOptions) -> list[parity.RuntimeResult]:
+    """The same comparison in headless chromium; skipped (with the reason) when chromium is missing."""
+    names = [f"browser-{b}" for b in options.browser_backends]
+    reason = browser.browser_status()
+    if reason:
+        if options.require_node:
+            raise ExportError(f"cannot verify the tfjs model in a browser: {reason}")
+        return [parity.RuntimeResult(n, skipped=reason) for n in names]
+    diffs: dict[str, dict[str, list]] = {n: {} for n in names}
+    for inputs, ref in refs:
+        results = browser.run_browser(model_dir, savedmodel.feeds_for(port, inputs), options.browser_backends)
+        for backend, got in results.items():
+            for out_name, r in ref:
+                diffs[f"browser-{backend}"].setdefault(out_name, []).append(
+                    parity.compare(out_name, r, got[out_name], port.tolerance.output.rtol))
+        for backend, info in getattr(results, "info", {}).items():
+            if info.get("float32_textures") is False:
+                port.notes.append(f"browser {backend}: float16 textures only, expect errors near 1e-3")
+    port.notes.append(f"browser checked on {len(refs)} of {len(port.parity_inputs())} parity input sets")
+    return [parity.RuntimeResult(n, [parity.merge(o, d) for o, d in diffs[n].items()]) for n in names]
 
 
 def _per_module_tfjs(port, options: SaveOptions) -> dict:
