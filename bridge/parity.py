@@ -70,7 +70,8 @@ def compare(name: str, ref: np.ndarray, got: np.ndarray, rtol: float = DEFAULT_R
                     None if bad == 0 else f"{bad} integer values differ")
     ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
     finite = np.isfinite(ref64)
-    if not np.array_equal(finite, np.isfinite(got64)) or not np.array_equal(ref64[~finite], got64[~finite]):
+    same_mask = np.array_equal(finite, np.isfinite(got64))
+    if not same_mask or not np.array_equal(ref64[~finite], got64[~finite], equal_nan=True):  # NaN, +Inf, -Inf
         return Diff(name, list(ref.shape), float("inf"), float("inf"), 0.0, False, "NaN/Inf positions differ")
     scale = float(np.max(np.abs(ref64[finite]))) if finite.any() else 0.0
     err = float(np.max(np.abs(ref64[finite] - got64[finite]))) if finite.any() else 0.0
