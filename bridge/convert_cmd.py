@@ -3,10 +3,12 @@ with a progress line per step and a short summary table at the end."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import torch
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .api import Options, convert
@@ -28,7 +30,8 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
         console.print(f"[yellow]recovered:[/yellow] {line}")
     if out.exists() and not force:  # fail before any slow work
         raise BadInputError(f"{out} already exists; pass --force to replace it")
-    with console.status("loading") as status:
+    total = 5 + (2 + bool(per_module_tfjs) + bool(browser_backends) if tfjs else 0)
+    with _steps(console, total) as status:
         module = instantiate(t)
         ckpt, notes = None, []
         if t.weights is not None:
@@ -72,6 +75,27 @@ def write_reports(report: dict, paths: dict) -> None:
     asked = {k: Path(v).resolve() for k, v in paths.items() if v and k != "json"}
     if asked:
         render.write_all(report, Path.cwd(), **asked)
+
+
+class _Steps:
+    """A rich progress bar over the named steps of a conversion; ``update(text)`` starts the next one."""
+
+    def __init__(self, progress, task):
+        self.progress, self.task, self.started = progress, task, False
+
+    def update(self, text: str) -> None:
+        self.progress.update(self.task, advance=1 if self.started else 0, description=text)
+        self.started = True
+
+
+@contextlib.contextmanager
+def _steps(console, total: int):
+    columns = (SpinnerColumn(), TextColumn("{task.description:<44}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("loading", total=total)
+        yield _Steps(progress, task)
+        progress.update(task, completed=total)
 
 
 def _batched(sets: list[tuple], examples: tuple, dynamic: bool) -> list[tuple]:
