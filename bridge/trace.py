@@ -21,6 +21,7 @@ import warnings
 
 import torch
 import torch.fx as fx
+import torch.utils._pytree as pytree
 from torch.export import Dim
 from torch.export.graph_signature import InputKind
 
@@ -111,24 +112,33 @@ def _export(module, examples):
                                         f"torch.export cannot trace it ({type(first_error).__name__}: {first})")])
 
 
-def _owner(node: fx.Node, modules: dict, registry: Registry) -> tuple[str, str] | None:
-    """(call key, module path) of the outermost leaf module this op ran in, if any."""
+def _owner(node: fx.Node, modules: dict, canonical: dict, registry: Registry) -> tuple[str, str] | None:
+    """(call key, module path) of the outermost leaf module this op ran in, if any.
+
+    A module registered under two names (one nn.Tanh at seq[1] and seq[3]) gets its
+    first name, as in ``named_modules()`` and the state_dict, so it is one TF layer.
+    """
     for key, (path, _) in (node.meta.get("nn_module_stack") or {}).items():
-        if path and is_leaf(modules.get(path), registry):
-            return key, path
+        m = modules.get(path)
+        if path and is_leaf(m, registry):
+            return key, canonical[id(m)]
     return None
 
 
 def _fold_leaves(module, ep, registry, leaf_outputs) -> fx.GraphModule:
-    modules = dict(module.named_modules())
+    modules = dict(module.named_modules(remove_duplicate=False))
+    canonical = {id(m): p for p, m in module.named_modules()}
     kinds = {s.arg.name: s for s in ep.graph_signature.input_specs if hasattr(s.arg, "name")}
     nodes = [n for n in ep.graph.nodes if not (n.op == "call_function" and str(n.target) in _DROP)]
     groups: dict[str, list[fx.Node]] = {}
     owner_of: dict[fx.Node, tuple[str, str]] = {}
+    call_index: dict[str, int] = {}  # group key -> which call of its module (forward order)
     for n in nodes:
-        own = _owner(n, modules, registry) if n.op == "call_function" else None
+        own = _owner(n, modules, canonical, registry) if n.op == "call_function" else None
         if own:
             owner_of[n] = own
+            if own[0] not in groups:
+                call_index[own[0]] = sum(1 for k in groups if owner_of[groups[k][0]][1] == own[1])
             groups.setdefault(own[0], []).append(n)
     last = {g[-1]: key for key, g in groups.items()}
     graph, env, attrs = fx.Graph(), {}, {}
@@ -139,10 +149,11 @@ def _fold_leaves(module, ep, registry, leaf_outputs) -> fx.GraphModule:
             if n in last:
                 key, path = owner_of[n]
                 calls = leaf_outputs.get(path, [])
-                k = int(key.rsplit("@", 1)[1]) if "@" in key else 0
+                k = call_index[key]
                 _emit_call(graph, env, groups[key], path, kinds, attrs, modules, calls[k] if k < len(calls) else [])
-        elif n.op == "output":
-            graph.output(fx.map_arg(n.args[0], lambda a: _lookup(env, a)))
+        elif n.op == "output":  # the flat outputs, rebuilt into the model's own structure (dicts too)
+            flat = fx.map_arg(n.args[0], lambda a: _lookup(env, a))
+            graph.output(pytree.tree_unflatten(list(flat), ep.call_spec.out_spec))
         else:
             env[n] = graph.node_copy(n, lambda a: _lookup(env, a))
     for n in list(graph.nodes):  # weights of leaf modules are read by their mappings, not as graph values
