@@ -44,6 +44,8 @@ def _debug_module(port):
 
 def per_module_tfjs(port, backends: tuple[str, ...]) -> dict[str, list[parity.Diff]]:
     """{"tfjs-<backend>": [Diff per module call]} over all parity inputs."""
+    if not port.plan.layers:  # a model of plain ops has no modules to compare
+        return {f"tfjs-{b}": [] for b in backends}
     holder, concrete, paths = _debug_module(port)
     layouts = {p: u.out_layouts for p, u in port.plan.layers.items()}
     rtols = {p: t.rtol for p, t in port.tolerance.per_module.items()}
