@@ -16,7 +16,7 @@ import torch
 from rich.table import Table
 
 from .errors import BadInputError, ParityError
-from .parity import DEFAULT_RTOL, make_inputs
+from .parity import make_inputs
 from .target import Target, instantiate, load_class, parse_input, parse_kwargs
 
 N_RANDOM = 2  # seeded input sets drawn besides the --input example
@@ -38,12 +38,13 @@ class CheckOptions:
     junit: Path | None = None
     markdown: Path | None = None
     html: Path | None = None
+    tolerances: tuple[str, ...] = ()  # KEY=RTOL overrides, as for convert
 
 
 def run_check(console, o: CheckOptions):
     """Returns the ParityReport of a passing check; raises ParityError (after reporting) for a failing one."""
     from .porting import load_torch_weights
-    from .testing import ParityOptions, run_parity
+    from .testing import run_parity
 
     module = _torch_module(o)
     examples = _examples(o)
@@ -55,7 +56,7 @@ def run_check(console, o: CheckOptions):
         console.print(f"weights: {len(loaded.loaded)} tensors loaded into the TF port"
                       + (f", {len(loaded.ignored)} ignored on purpose" if loaded.ignored else ""))
     inputs = None if examples is None else make_inputs(examples, o.seed, N_RANDOM)
-    options = ParityOptions(DEFAULT_RTOL if o.rtol is None else o.rtol, o.atol, "auto", o.seed)
+    options = _parity_options(o, module)
     run = run_parity(module, tf_model, inputs, options)
     _summary(console, run)
     from .convert_cmd import write_reports
@@ -65,6 +66,21 @@ def run_check(console, o: CheckOptions):
     if not run.report.ok:
         raise ParityError(run.failure_message(), report=run.report)
     return run.report
+
+
+def _parity_options(o: CheckOptions, module: torch.nn.Module):
+    """Bounds from --rtol, --tolerance KEY=RTOL and [tool.bridge.tolerance], resolved per torch module."""
+    from .testing import ParityOptions
+    from .tolerances import ToleranceConfig, from_pyproject, resolve
+
+    config = from_pyproject().merged(ToleranceConfig.parse(o.tolerances))
+    if o.rtol is not None:
+        config = config.merged(ToleranceConfig(default=o.rtol))
+    leaves = {p: (type(m).__name__, None) for p, m in module.named_modules() if p and not list(m.children())}
+    resolved = resolve(leaves, config)
+    return ParityOptions(resolved.output.rtol, o.atol, "auto", o.seed,
+                         module_rtols={p: t.rtol for p, t in resolved.per_module.items()},
+                         reason=resolved.output.reason)
 
 
 def _torch_module(o: CheckOptions) -> torch.nn.Module:

@@ -110,8 +110,10 @@ def inspect(path, as_json):
 @click.option("--junit", type=click.Path(path_type=Path), help="Write a JUnit XML parity report (for CI).")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Write a Markdown summary (for PR comments).")
 @click.option("--html", type=click.Path(path_type=Path), help="Write an HTML report with a per-module error plot.")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="KEY=RTOL",
+              help="Bound override per module path or layer type (as for convert); also [tool.bridge.tolerance].")
 def check(torch_spec, tf_spec, weights, kwargs, tf_kwargs, inputs, load_weights, rtol, atol, json_path, seed,
-          junit, markdown, html):
+          junit, markdown, html, tolerances):
     """Check a hand-written TF port (TF_SPEC: file.py:Class, module:Class or a SavedModel folder)
     against its torch original (TORCH_SPEC). Exit 0: parity holds; 4: it does not; 2: bad input."""
     from rich.console import Console
@@ -119,7 +121,7 @@ def check(torch_spec, tf_spec, weights, kwargs, tf_kwargs, inputs, load_weights,
     from .check_cmd import CheckOptions, run_check
 
     run_check(Console(), CheckOptions(torch_spec, tf_spec, weights, kwargs, tf_kwargs, tuple(inputs), load_weights,
-                                      rtol, atol, json_path, seed, junit, markdown, html))
+                                      rtol, atol, json_path, seed, junit, markdown, html, tuple(tolerances)))
     return 0
 
 

@@ -42,6 +42,8 @@ class ParityOptions:
     input_layout: str = "auto"
     seed: int = 0
     correspondence: Mapping[str, str] | None = field(default=None, hash=False)  # torch path -> TF path
+    module_rtols: Mapping[str, float] | None = field(default=None, hash=False)  # torch path -> rtol override
+    reason: str | None = None  # why rtol is what it is, for the report (e.g. from tolerances.resolve)
 
 
 @dataclass
@@ -406,8 +408,9 @@ def _attempt(torch_module, tf_model, sets, declared, layout, pairs, options) -> 
 
 def _tolerance(o: ParityOptions) -> dict:
     by_caller = o.rtol != DEFAULT_RTOL or o.atol is not None
-    reason = "set by the caller" if by_caller else "float32 default: bound = 1e-4 * max(1, max|torch|)"
-    return {"rtol": o.rtol, "atol": o.atol, "reason": reason, "per_module": {}}
+    reason = o.reason or ("set by the caller" if by_caller else "float32 default: bound = 1e-4 * max(1, max|torch|)")
+    per_module = {p: r for p, r in (o.module_rtols or {}).items() if r != o.rtol}
+    return {"rtol": o.rtol, "atol": o.atol, "reason": reason, "per_module": per_module}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -432,9 +435,9 @@ def _record_tf(tf_model, tf_inputs, watched: dict[str, object]) -> list[tuple[st
     return seen
 
 
-def _tol(name: str, ref, got, layout: str, o: ParityOptions) -> Diff:
+def _tol(name: str, ref, got, layout: str, o: ParityOptions, rtol: float | None = None) -> Diff:
     ref = np.asarray(ref)
-    d = compare(name, ref, align(ref, got, layout), o.rtol)
+    d = compare(name, ref, align(ref, got, layout), o.rtol if rtol is None else rtol)
     if o.atol is not None and d.problem is None and ref.dtype.kind == "f" and d.bound < o.atol:
         d = Diff(d.name, d.shape, d.max_abs_error, d.max_rel_error, o.atol, d.max_abs_error <= o.atol)
     return d
@@ -472,12 +475,13 @@ def _compare_modules(torch_seen, tf_seen, pairs, layout, o) -> list[Diff]:
 
 
 def _module_diff(name, ref, got, layout, o) -> Diff:
-    d = _tol(name, ref, got, layout, o)
+    rtol = (o.module_rtols or {}).get(name.split("#")[0])
+    d = _tol(name, ref, got, layout, o, rtol)
     if d.ok or d.problem or ref.ndim != 2 or np.shape(got) != ref.shape:
         return d
     # A flatten of a channels-last map holds the same values per sample in another order: not a divergence
     # by itself (the next layer's weights absorb the order), and the next layer is compared anyway.
-    rows = _tol(name, np.sort(ref, axis=1), np.sort(np.asarray(got), axis=1), "torch", o)
+    rows = _tol(name, np.sort(ref, axis=1), np.sort(np.asarray(got), axis=1), "torch", o, rtol)
     if rows.ok:
         return Diff(name, d.shape, rows.max_abs_error, rows.max_rel_error, rows.bound, True,
                     "same values per sample in another order (a channels-last flatten)")

@@ -155,3 +155,20 @@ def test_a_port_that_does_not_fit_the_weights_lists_every_key_and_exits_2(capsys
     assert "error [key_mismatch]" in err
     assert "mismatched  hidden.weight -> hidden.kernel" in err and "mismatched  out.weight -> out.kernel" in err
     assert "mismatched  hidden.bias -> hidden.bias" in err
+
+
+def test_tolerance_override_per_module_path(tmp_path):
+    """--tolerance PATH=RTOL loosens one module's bound; the outputs use the loosest, and the report says why."""
+    import json as _json
+
+    from bridge.cli import main as _main
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    out = tmp_path / "r.json"
+    code = _main(["check", f"{root}/models/two_layer/model.py:TwoLayer", f"{root}/models/two_layer/port_tf.py:TwoLayerTF",
+                  "--weights", f"{root}/models/two_layer/two_layer.pt", "--input", "1x3",
+                  "--tolerance", "hidden=2e-3", "--json", str(out)])
+    assert code == 0
+    tol = _json.loads(out.read_text())["tolerance"]
+    assert tol["rtol"] == 2e-3 and "hidden" in tol["reason"]
+    assert tol["per_module"] == {"act": 1e-4, "out": 1e-4}
