@@ -109,7 +109,7 @@ class Port:
 
 
 def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | None = None,
-            options: Options | None = None, state_dict_keys=None) -> Port:
+            options: Options | None = None) -> Port:
     """Trace ``module`` on ``example_inputs`` (a tuple, as in ``module(*example_inputs)``) and build its TF port."""
     options = options or Options()
     registry = registry or default_registry()

@@ -88,9 +88,6 @@ class Plan:
     output_names: list[str]  # flattened output names, in order
     layers: dict[str, LayerUse]
     params: dict[str, TensorMeta]  # raw parameters/buffers used in forward (get_attr)
-    containers: dict[str, str]  # path -> "list" | "dict" | "namespace"
-    bindings: list[Binding]
-    ignored: list[tuple[str, str]]
     unsupported: list[Unsupported]
     tolerances: dict[str, Tolerance]  # family/op -> tolerance, for every mapping used that declares one
 
@@ -248,7 +245,7 @@ class Emitter:
             if node.op == "output" and self.env[node] is not MISSING:
                 output_expr, output_names = self.env[node]
         return Plan(self.class_name, inputs, metas, self.lines, output_expr, output_names, self.layers,
-                    self.params, {}, [], [], self.unsupported, self.tolerances)
+                    self.params, self.unsupported, self.tolerances)
 
     def _has_mapping(self, node: fx.Node) -> bool:
         if node.op == "call_module":
