@@ -81,7 +81,10 @@ def generate(plan: Plan, modules: dict, origin: str) -> str:
     else:
         for name, child in root.children.items():
             init.append(f"self.{name} = {_render(child, name, modules, ' ' * 8)}")
-    body = [*plan.lines, f"return {plan.output_expr}"]
+    # float inputs may arrive as float64 numpy; a cast to the dtype we run in costs nothing when it already is
+    casts = [f"{n} = tf.cast({n}, tf.float32)" for n, m in zip(plan.input_names, plan.input_metas)
+             if m.dtype.is_floating_point]
+    body = [*casts, *plan.lines, f"return {plan.output_expr}"]
     args = ", ".join(["self", *plan.input_names])
     return _TEMPLATE.format(
         origin=origin, version=__version__, cls=plan.class_name,

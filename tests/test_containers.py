@@ -64,3 +64,17 @@ def test_root_sequential_and_a_module_called_twice():
     # the Tanh at [1] and [3] is one module (one state, one name): it is called twice as layers[1]
     assert "self.layers = [" in port.source and port.source.count("= self.layers[1](") == 2
     assert [d.name for d in port.parity().per_module] == ["0", "1", "2", "1#1"]  # the shared Tanh, twice
+
+
+def test_tf_model_takes_numpy_float64_and_tf_tensors():
+    import numpy as np
+    import tensorflow as tf
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(3 * 3 * 3, 2)).eval()
+    x = torch.randn(2, 2, 5, 5)
+    port = bridge.convert(net, (x,))
+    ref = net(x).detach().numpy()
+    for given in (x.numpy().astype(np.float64), tf.constant(x.numpy())):
+        got = np.asarray(port.tf_model(given))
+        assert got.dtype == np.float32 and np.abs(got - ref).max() <= 1e-5
