@@ -124,9 +124,6 @@ class OpCall(_Call):
             raise NotSupported(f"argument {name or index} is required")
         return self.em.value(raw)
 
-    def has_kwargs_other_than(self, *names: str) -> bool:
-        return any(k not in names for k in self.node.kwargs)
-
     def tensor(self, value, want: lay.Layout | None = None) -> str:
         """The variable for ``value`` converted to ``want`` (default: keep a Perm, unflatten a Flat)."""
         if not isinstance(value, TensorValue):
@@ -147,9 +144,6 @@ class OpCall(_Call):
         """Same TF tensor, new meaning (e.g. a permute absorbed into the layout)."""
         meta = self.out_meta
         return TensorValue(value.var, layout, meta.shape, meta.dtype)
-
-    def py(self, expr: str) -> PyValue:
-        return PyValue(expr, self.em.results[self.node])
 
 
 # ---------------------------------------------------------------- the emitter
