@@ -179,12 +179,15 @@ def _random_like(x: torch.Tensor, gen: torch.Generator, batch: int | None) -> to
     return torch.randint(0, max(high, 1), shape, generator=gen, dtype=x.dtype)
 
 
-def torch_module_outputs(module: torch.nn.Module, inputs: tuple, paths) -> tuple[object, list[tuple[str, object]]]:
-    """Run torch with forward hooks on ``paths``; returns (outputs, [(path, output) in call order])."""
+def torch_module_outputs(module: torch.nn.Module, inputs: tuple, paths, keep=None) -> tuple[object, list]:
+    """Run torch with forward hooks on ``paths``; returns (outputs, [(path, keep(output)) in call order]).
+
+    ``keep`` turns a module's output into what is recorded (default: a detached copy of the tensor).
+    """
+    keep = keep or (lambda o: o.detach().clone())
     seen: list[tuple[str, object]] = []
     modules = dict(module.named_modules())
-    handles = [modules[p].register_forward_hook(lambda m, i, o, p=p: seen.append((p, o.detach().clone())))
-               for p in paths]
+    handles = [modules[p].register_forward_hook(lambda m, i, o, p=p: seen.append((p, keep(o)))) for p in paths]
     try:
         with torch.no_grad():
             out = module(*inputs)

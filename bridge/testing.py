@@ -25,7 +25,8 @@ import tensorflow as tf
 import torch
 
 from .errors import BadInputError, ParityError
-from .parity import DEFAULT_RTOL, Diff, ParityReport, RuntimeResult, compare, flatten_outputs, merge, to_numpy
+from .parity import (DEFAULT_RTOL, Diff, ParityReport, RuntimeResult, compare, flatten_outputs, merge, to_numpy,
+                     torch_module_outputs)
 from .porting import is_keras_layer, named_tf_objects, normalize_path
 
 LAYOUTS = ("auto", "torch", "channels_last")
@@ -295,23 +296,6 @@ def _callable_layer(obj) -> bool:
     return (is_keras_layer(obj) or isinstance(obj, tf.Module)) and callable(obj)
 
 
-def _record_torch(module, inputs, paths) -> tuple[object, list[tuple[str, list[np.ndarray]]]]:
-    seen: list[tuple[str, list[np.ndarray]]] = []
-    modules = dict(module.named_modules())
-
-    def hook(path):
-        return lambda m, i, o: seen.append((path, _arrays(o)))
-
-    handles = [modules[p].register_forward_hook(hook(p)) for p in paths]
-    try:
-        with torch.no_grad():
-            out = module(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    return out, seen
-
-
 def _arrays(out) -> list[np.ndarray]:
     return [to_numpy(v) for _, v in flatten_outputs(out) if hasattr(v, "shape") and _has_value(v)]
 
@@ -386,7 +370,7 @@ def _attempt(torch_module, tf_model, sets, declared, layout, pairs, options) -> 
     outputs, modules = [], []
     for inputs in sets:
         try:
-            ref, torch_seen = _record_torch(torch_module, inputs, list(pairs))
+            ref, torch_seen = torch_module_outputs(torch_module, inputs, list(pairs), keep=_arrays)
         except Exception as exc:  # the user's torch code on inputs we chose or were given
             message = f"torch failed on inputs {[list(x.shape) for x in inputs]}: {type(exc).__name__}: {exc}"
             if drawn:
