@@ -166,3 +166,24 @@ def test_convert_with_kwargs_weights_and_inputs(netfile, tmp_path, capsys):
                            "--input", "2x3x9x9", "--out", out, "--no-tfjs"], capsys)
     assert code == 0, err
     assert "under 'state_dict'" in text and "module." in text
+
+
+def test_user_parity_inputs_from_npz(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    np.savez(tmp_path / "mine.npz", x=np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32))
+    out = tmp_path / "out"
+    code, _, err = run(["convert", ROOT / "models" / "two_layer", "--inputs", tmp_path / "mine.npz",
+                        "--out", out, "--no-tfjs"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "report.json").read_text())["parity"]["n_inputs"] == 5  # 4 seeded + the user's
+    np.savez(tmp_path / "wrong.npz", y=np.zeros((5, 3), np.float32), z=np.zeros((5, 3), np.float32))
+    code, _, err = run(["convert", ROOT / "models" / "two_layer", "--inputs", tmp_path / "wrong.npz",
+                        "--out", tmp_path / "out2", "--no-tfjs"], capsys)
+    assert code == 2 and "no array for input 'x'" in err
+    np.savez(tmp_path / "shape.npz", x=np.zeros((5, 4), np.float32))
+    code, _, err = run(["convert", ROOT / "models" / "two_layer", "--inputs", tmp_path / "shape.npz",
+                        "--out", tmp_path / "out3", "--no-tfjs"], capsys)
+    assert code == 2 and "expected [batch, 3]" in err
