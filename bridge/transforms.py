@@ -14,12 +14,17 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Transform:
+    """A pure function of one or more state_dict arrays (in the order the Weight lists its sources)."""
+
     name: str
     shape_change: str  # e.g. "PT (O,I,kh,kw) -> TF (kh,kw,I,O)"
-    fn: Callable[[np.ndarray], np.ndarray] = field(repr=False, compare=False)
+    fn: Callable[..., np.ndarray] = field(repr=False, compare=False)
+    arity: int = 1  # how many state_dict entries it combines (e.g. 2 for LSTM's b_ih + b_hh)
 
-    def __call__(self, array: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(self.fn(array))
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
+        if len(arrays) != self.arity:
+            raise TypeError(f"transform {self.name} takes {self.arity} array(s), got {len(arrays)}")
+        return np.ascontiguousarray(self.fn(*arrays))
 
 
 IDENTITY = Transform("identity", "PT (...) -> TF (...) unchanged", lambda a: a)

@@ -40,16 +40,26 @@ class Layer(tf.Module):
         """A zero variable; real values are assigned later by the weight step."""
         return tf.Variable(tf.zeros(shape, dtype=dtype), name=name, trainable=dtype.is_floating)
 
-    def __call__(self, *args):
-        # eager callers (parity) pass numpy arrays straight from the model inputs; layers read .shape.rank
-        out = self.call(*[tf.convert_to_tensor(a) for a in args])
+    def __call__(self, *args, **kwargs):
+        # eager callers (parity) pass numpy arrays straight from the model inputs; layers read .shape.rank.
+        # Optional inputs (an initial state, a mask) may be None, and flags plain Python values.
+        out = self.call(*[_tensor(a) for a in args], **{k: _tensor(v) for k, v in kwargs.items()})
         tap = _TAP.get()
         if tap is not None:
             tap(self.torch_path, out)
         return out
 
-    def call(self, *args):  # pragma: no cover - abstract
+    def call(self, *args, **kwargs):  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _tensor(value):
+    """Arrays become tensors (recursively through tuples, e.g. LSTM's (h0, c0)); None and Python values stay."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_tensor(v) for v in value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return tf.convert_to_tensor(value)
 
 
 class Namespace(tf.Module):
