@@ -21,7 +21,7 @@ from .layout import Layout
 from .tolerances import Tolerance
 from .transforms import Transform
 
-FAMILIES = ("activation", "linear", "conv", "norm", "pooling", "shape", "arith", "misc")
+FAMILIES = ("activation", "linear", "conv", "norm", "pooling", "shape", "arith", "misc", "recurrent", "attention")
 
 
 class NotSupported(Exception):

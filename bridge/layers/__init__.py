@@ -13,6 +13,8 @@ from .norm import BatchNorm, LayerNorm
 from .padding import pad_axes, spatial_pad
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from .shape import Flatten
+from .recurrent import *  # noqa: F401,F403  (each new family lists its names in __all__)
+from .attention import *  # noqa: F401,F403
 
 __all__ = [
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm", "Conv1d", "Conv2d", "Embedding", "Flatten", "GELU",

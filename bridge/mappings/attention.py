@@ -1,0 +1,5 @@
+"""Attention modules and ops (placeholder; filled in by the sequence-models work)."""
+
+from __future__ import annotations
+
+MAPPINGS = ()
