@@ -57,3 +57,13 @@ def linear_kernel_folded(columns: np.ndarray) -> Transform:
         "PT (out,in) -> TF (in,out), rows permuted to the channels-last flatten order",
         lambda a: a.T[columns],
     )
+
+
+# ---------------------------------------------------------------- attention (nn.MultiheadAttention)
+# bridge/layers/attention.py splits the packed kernel and bias into q|k|v columns in that order.
+
+MHA_IN_KERNEL = Transform("mha_in_kernel", "PT in_proj_weight (3E, E) -> TF (E, 3E), columns q|k|v", lambda a: a.T)
+
+MHA_PROJ_KERNEL = Transform("mha_proj_kernel", "PT q/k/v_proj_weight (E, Ein) -> TF (Ein, E)", lambda a: a.T)
+
+MHA_BIAS_KV = Transform("mha_bias_kv", "PT bias_k / bias_v (1, 1, E) -> TF (E,)", lambda a: a.reshape(-1))
