@@ -81,14 +81,14 @@ class Port:
         return self._parity
 
     def _run_parity(self) -> parity.ParityReport:
-        layouts = {p: u.out_layouts for p, u in self.plan.layers.items()}
+        layouts = self.plan.module_layouts()
         tol = self.tolerance
         rtols = {p: t.rtol for p, t in tol.per_module.items()}
         out_diffs: dict[str, list] = {}
         mod_diffs: dict[str, list] = {}
         order: list[str] = []
         for inputs in self.parity_inputs():
-            ref, torch_seen = parity.torch_module_outputs(self.module, inputs, list(self.plan.layers))
+            ref, torch_seen = parity.torch_module_outputs(self.module, inputs, self.plan.module_paths)
             got, tf_seen = parity.tf_module_outputs(self.tf_model, inputs)
             for (name, r), (_, g) in zip(parity.flatten_outputs(ref), parity.flatten_outputs(got)):
                 out_diffs.setdefault(name, []).append(

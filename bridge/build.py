@@ -33,10 +33,10 @@ def resolve(model, steps):
 
 
 def load_weights(model, bindings, state_dict: dict[str, np.ndarray]) -> None:
-    """Assign ``transform(state_dict[key])`` to each bound TF variable; shapes must agree exactly."""
+    """Assign ``transform(*state_dict[keys])`` to each bound TF variable; shapes must agree exactly."""
     for b in bindings:
         var = resolve(model, b.access)
-        value = b.transform(state_dict[b.key])
+        value = b.transform(*(state_dict[k] for k in b.keys))
         if tuple(var.shape) != value.shape:
             raise BridgeError(
                 f"weight {b.key}: transform {b.transform.name} ({b.transform.shape_change}) gave shape "
@@ -49,7 +49,7 @@ def load_weights(model, bindings, state_dict: dict[str, np.ndarray]) -> None:
 class KeyReport:
     """How each state_dict key was used."""
 
-    used: dict[str, str] = field(default_factory=dict)  # key -> transform name
+    used: dict[str, str] = field(default_factory=dict)  # key -> transform name (keys combined by one share it)
     ignored: dict[str, str] = field(default_factory=dict)  # key -> reason
     unused: list[str] = field(default_factory=list)  # keys nothing in forward() reads
     shared: dict[str, int] = field(default_factory=dict)  # key -> times bound (> 1)
@@ -62,8 +62,9 @@ def account_keys(bindings, ignored_by_layer: list[tuple[str, str]], keys: list[s
     report = KeyReport()
     counts: dict[str, int] = {}
     for b in bindings:
-        counts[b.key] = counts.get(b.key, 0) + 1
-        report.used[b.key] = b.transform.name
+        for key in b.keys:
+            counts[key] = counts.get(key, 0) + 1
+            report.used[key] = b.transform.name
     report.shared = {k: n for k, n in counts.items() if n > 1}
     for key, why in ignored_by_layer:
         if key in keys and key not in report.used:

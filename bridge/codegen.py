@@ -126,7 +126,7 @@ def binding_paths(plan: Plan, modules: dict):
     for path, use in plan.layers.items():
         steps = module_access(path, modules)
         for attr, w in use.plan.weights.items():
-            out.append(Binding((*steps, ("attr", attr)), f"{path}.{w.source}", w.transform))
+            out.append(Binding((*steps, ("attr", attr)), tuple(f"{path}.{s}" for s in w.sources), w.transform))
     for target in plan.params:
-        out.append(Binding(param_access(target, modules), target, IDENTITY))
+        out.append(Binding(param_access(target, modules), (target,), IDENTITY))
     return out

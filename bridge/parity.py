@@ -182,9 +182,10 @@ def _random_like(x: torch.Tensor, gen: torch.Generator, batch: int | None) -> to
 def torch_module_outputs(module: torch.nn.Module, inputs: tuple, paths, keep=None) -> tuple[object, list]:
     """Run torch with forward hooks on ``paths``; returns (outputs, [(path, keep(output)) in call order]).
 
-    ``keep`` turns a module's output into what is recorded (default: a detached copy of the tensor).
+    ``keep`` turns a module's output into what is recorded (default: detached copies, in the
+    output's own structure).
     """
-    keep = keep or (lambda o: o.detach().clone())
+    keep = keep or _detached
     seen: list[tuple[str, object]] = []
     modules = dict(module.named_modules())
     handles = [modules[p].register_forward_hook(lambda m, i, o, p=p: seen.append((p, keep(o)))) for p in paths]
@@ -197,30 +198,61 @@ def torch_module_outputs(module: torch.nn.Module, inputs: tuple, paths, keep=Non
     return out, seen
 
 
-def tf_module_outputs(tf_model, inputs: tuple) -> tuple[object, list[tuple[str, object]]]:
+def _detached(out):
+    if isinstance(out, torch.Tensor):
+        return out.detach().clone()
+    if isinstance(out, (list, tuple)):
+        return type(out)(_detached(v) for v in out)
+    return out
+
+
+def output_leaves(out, prefix: tuple = ()):
+    """(index path, tensor) for every tensor in a module output (tuples and lists nested; None skipped)."""
+    if isinstance(out, (list, tuple)):
+        for i, v in enumerate(out):
+            yield from output_leaves(v, (*prefix, i))
+    elif _is_tensor(out):
+        yield prefix, out
+
+
+def tf_module_outputs(tf_model, inputs: tuple) -> tuple[object, list[tuple[str, tuple, object]]]:
+    """Run the TF port eagerly; returns (outputs, [(path, output index, tensor)] in call order)."""
     from .layers import record_outputs
 
-    seen: list[tuple[str, object]] = []
-    with record_outputs(lambda path, out: seen.append((path, out))):
+    seen: list[tuple[str, tuple, object]] = []
+    with record_outputs(lambda path, index, out: seen.append((path, index, out))):
         out = tf_model(*[to_numpy(x) for x in inputs])
     return out, seen
 
 
-def per_module_diffs(torch_seen, tf_seen, layouts: dict[str, list], rtols: dict[str, float]) -> list[Diff]:
-    """Pair the k-th call of each path in torch with the k-th in TF, bring TF back to torch layout, compare."""
-    tf_by_path: dict[str, list] = {}
-    for path, out in tf_seen:
-        tf_by_path.setdefault(path, []).append(out)
-    calls: dict[str, int] = {}
+def module_name(path: str, index: tuple, call: int) -> str:
+    """'lstm', 'lstm[1][0]' for h_n of ``out, (h_n, c_n)``, and '#k' for the k-th call after the first."""
+    return path + "".join(f"[{i}]" for i in index) + (f"#{call}" if call else "")
+
+
+def per_module_diffs(torch_seen, tf_seen, layouts: dict[tuple, list], rtols: dict[str, float]) -> list[Diff]:
+    """Pair the k-th torch output at (path, index) with the k-th TF one, bring TF to torch layout, compare.
+
+    ``layouts`` is ``Plan.module_layouts()``: only the (path, index) positions it lists are
+    compared (a decomposed module may have outputs the graph never materialises).
+    """
+    tf_by_key: dict[tuple, list] = {}
+    for path, index, out in tf_seen:
+        tf_by_key.setdefault((path, tuple(index)), []).append(out)
+    calls: dict[tuple, int] = {}
     diffs = []
-    for path, ref in torch_seen:
-        k = calls.get(path, 0)
-        calls[path] = k + 1
-        got_list = tf_by_path.get(path, [])
-        name = path if k == 0 else f"{path}#{k}"
-        if k >= len(got_list):
-            diffs.append(Diff(name, list(ref.shape), float("inf"), float("inf"), 0.0, False, "no TF output"))
-            continue
-        got = lay.to_torch(np.asarray(got_list[k]), layouts[path][k])
-        diffs.append(compare(name, to_numpy(ref), got, rtols.get(path, DEFAULT_RTOL)))
+    for path, out in torch_seen:
+        for index, ref in output_leaves(out):
+            key = (path, index)
+            if key not in layouts:
+                continue
+            k = calls.get(key, 0)
+            calls[key] = k + 1
+            got_list = tf_by_key.get(key, [])
+            name = module_name(path, index, k)
+            if k >= len(got_list) or k >= len(layouts[key]):
+                diffs.append(Diff(name, list(ref.shape), float("inf"), float("inf"), 0.0, False, "no TF output"))
+                continue
+            got = lay.to_torch(np.asarray(got_list[k]), layouts[key][k])
+            diffs.append(compare(name, to_numpy(ref), got, rtols.get(path, DEFAULT_RTOL)))
     return diffs

@@ -9,6 +9,7 @@ Nothing here touches TensorFlow.
 
 from __future__ import annotations
 
+import inspect
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -53,6 +54,12 @@ class Missing:
 MISSING = Missing()
 
 
+def trace_tap(path: str, index: tuple, value):
+    """A marker the tracer puts in the graph: ``value`` is output ``index`` of the decomposed module at
+    ``path``. It computes nothing; the emitter turns it into an ``L.tap`` line for per-module parity."""
+    return None
+
+
 @dataclass(frozen=True)
 class TensorMeta:
     shape: tuple[int, ...]
@@ -66,16 +73,21 @@ class LayerUse:
     module_type: str
     plan: LayerPlan
     tolerance: Tolerance | None = None  # declared by its mapping, if looser than the default
-    out_layouts: list = field(default_factory=list)  # one output layout per call, in call order
+    out_layouts: list = field(default_factory=list)  # per call, in call order: the output layout (structure)
 
 
 @dataclass(frozen=True)
 class Binding:
-    """TF variable at ``access`` (attribute/index steps from the model root) <- transform(state_dict[key])."""
+    """TF variable at ``access`` (attribute/index steps from the model root) <- transform(*state_dict[keys])."""
 
     access: tuple[Any, ...]
-    key: str
+    keys: tuple[str, ...]
     transform: Any
+
+    @property
+    def key(self) -> str:
+        """The keys as one label, e.g. 'lstm.bias_ih_l0+lstm.bias_hh_l0'."""
+        return "+".join(self.keys)
 
 
 @dataclass
@@ -90,6 +102,33 @@ class Plan:
     params: dict[str, TensorMeta]  # raw parameters/buffers used in forward (get_attr)
     unsupported: list[Unsupported]
     tolerances: dict[str, Tolerance]  # family/op -> tolerance, for every mapping used that declares one
+    taps: dict[str, list] = field(default_factory=dict)  # decomposed module path -> [(output index, layout)]
+
+    def module_layouts(self) -> dict[tuple[str, tuple], list]:
+        """(module path, output index) -> the layout of that output at each call, for per-module parity."""
+        out: dict[tuple[str, tuple], list] = {}
+        for path, use in self.layers.items():
+            for structure in use.out_layouts:
+                for index, layout in layout_leaves(structure):
+                    out.setdefault((path, index), []).append(layout)
+        for path, entries in self.taps.items():
+            for index, layout in entries:
+                out.setdefault((path, tuple(index)), []).append(layout)
+        return out
+
+    @property
+    def module_paths(self) -> list[str]:
+        """Every module whose outputs per-module parity compares: mapped layers and decomposed modules."""
+        return list(dict.fromkeys([*self.layers, *self.taps]))
+
+
+def layout_leaves(structure, prefix: tuple = ()):
+    """(index path, Layout) for each tensor position of an output-layout structure (None skipped)."""
+    if isinstance(structure, (lay.Perm, lay.Flat)):
+        yield prefix, structure
+    elif isinstance(structure, (list, tuple)):
+        for i, v in enumerate(structure):
+            yield from layout_leaves(v, (*prefix, i))
 
 
 # ---------------------------------------------------------------- contexts given to mappings
@@ -107,11 +146,38 @@ class _Call:
 
 
 class ModuleCall(_Call):
-    """What a module mapping sees: the module path and its tensor inputs (with their layouts)."""
+    """What a module mapping sees: the module path and the call's real arguments.
 
-    def __init__(self, emitter, node, path: str, inputs: list):
+    ``args`` and ``kwargs`` are exactly what torch's forward got, with each tensor as a
+    ``TensorValue`` (tuples of them stay tuples, absent optional inputs are None, flags are
+    Python values). ``inputs`` lists the tensors in order (positional first, depth first),
+    which is the order ``LayerPlan.inputs`` gives layouts in. ``argument(name)`` reads one
+    argument by its name in the module's forward signature, with forward's default.
+    """
+
+    def __init__(self, emitter, node, path: str, module, args: tuple, kwargs: dict):
         super().__init__(emitter, node)
-        self.path, self.inputs = path, inputs
+        self.path, self.module, self.args, self.kwargs = path, module, args, kwargs
+        self.inputs = list(_tensor_leaves((args, kwargs)))
+
+    def argument(self, name: str, default: Any = None):
+        try:
+            bound = inspect.signature(self.module.forward).bind(*self.args, **self.kwargs)
+        except TypeError:
+            return self.kwargs.get(name, default)
+        bound.apply_defaults()
+        return bound.arguments.get(name, default)
+
+
+def _tensor_leaves(obj):
+    if isinstance(obj, TensorValue):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensor_leaves(v)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensor_leaves(v)
 
 
 class OpCall(_Call):
@@ -169,6 +235,7 @@ class Emitter:
         self.params: dict[str, TensorMeta] = {}
         self.unsupported: list[Unsupported] = []
         self.tolerances: dict[str, Tolerance] = {}
+        self.taps: dict[str, list] = {}
         self.class_name = class_name
 
     # -- code helpers
@@ -225,7 +292,7 @@ class Emitter:
         for node in self.gm.graph.nodes:
             if _any_missing(self.value(node.args)) or _any_missing(self.value(node.kwargs)):
                 if not self._has_mapping(node):  # still worth reporting: it needs a mapping anyway
-                    self._report(node, "no mapping for this " + ("module type" if node.op == "call_module" else "op"))
+                    self._report(node, self._why_unmapped(node))
                 self.env[node] = MISSING
                 continue
             try:
@@ -239,14 +306,20 @@ class Emitter:
             if node.op == "output" and self.env[node] is not MISSING:
                 output_expr, output_names = self.env[node]
         return Plan(self.class_name, inputs, metas, self.lines, output_expr, output_names, self.layers,
-                    self.params, self.unsupported, self.tolerances)
+                    self.params, self.unsupported, self.tolerances, self.taps)
 
     def _has_mapping(self, node: fx.Node) -> bool:
         if node.op == "call_module":
             return self.registry.find_module(self.modules[node.target]) is not None
         if node.op == "call_function":
-            return self.registry.find_op(node.op, node.target) is not None
+            return node.target is trace_tap or self.registry.find_op(node.op, node.target) is not None
         return True
+
+    def _why_unmapped(self, node: fx.Node) -> str:
+        if node.op == "call_module":
+            verdict = self.registry.verdict(self.modules[node.target])
+            return verdict.note or "no mapping for this module type"
+        return "no mapping for this op"
 
     def _report(self, node: fx.Node, why: str) -> None:
         if node.op == "call_module":
@@ -276,28 +349,66 @@ class Emitter:
         module = self.modules[path]
         mapping = self.registry.find_module(module)
         if mapping is None:
-            raise NotSupported("no mapping for this module type")
-        args = [self.value(a) for a in node.args]
-        if node.kwargs or not all(isinstance(a, TensorValue) for a in args):
-            raise NotSupported("module called with non-tensor or keyword arguments")
+            raise NotSupported(self._why_unmapped(node))
+        args, kwargs = self.value(node.args), self.value(node.kwargs)
+        call = ModuleCall(self, node, path, module, tuple(args), dict(kwargs))
         use = self.layers.get(path)
-        plan = mapping.plan(module, ModuleCall(self, node, path, args))
+        plan = mapping.plan(module, call)
         if use is None:
             use = self.layers[path] = LayerUse(path, type(module).__name__, plan, mapping.tolerance)
         elif not _same_layer(plan, use.plan):  # called again on another layout: feed it what the layer has
             plan = use.plan
-        ins = [self.convert(a, want) for a, want in zip(args, plan.inputs)]
-        expr = f"self.{_access_source(_module_access(path, self.modules))}({', '.join(ins)})"
+        if len(plan.inputs) != len(call.inputs):
+            raise NotSupported(f"the mapping gives {len(plan.inputs)} input layouts for {len(call.inputs)} tensors")
+        wants = iter(plan.inputs)
+        rendered = [self._feed(a, wants) for a in call.args]
+        rendered += [f"{k}={self._feed(v, wants)}" for k, v in call.kwargs.items()]
+        expr = f"self.{_access_source(_module_access(path, self.modules))}({', '.join(rendered)})"
         meta = self.results[node]
-        if not isinstance(meta, TensorMeta):
-            raise NotSupported("modules with several outputs are not mapped yet")
         use.out_layouts.append(plan.output)
-        return TensorValue(self.assign(node.name, expr), plan.output, meta.shape, meta.dtype)
+        if isinstance(meta, TensorMeta):
+            if not isinstance(plan.output, (lay.Perm, lay.Flat)):
+                raise NotSupported("the mapping returns a structure where torch returns one tensor")
+            return TensorValue(self.assign(node.name, expr), plan.output, meta.shape, meta.dtype)
+        target, value = self._unpack(node.name, meta, plan.output)
+        self.lines.append(f"{target} = {expr}")
+        return value
+
+    def _feed(self, value, wants) -> str:
+        """Source for one argument of a layer call: tensors in the layout the mapping asked for."""
+        if isinstance(value, TensorValue):
+            return self.convert(value, next(wants))
+        if isinstance(value, (list, tuple)):
+            inner = ", ".join(self._feed(v, wants) for v in value)
+            return f"({inner},)" if isinstance(value, tuple) else f"[{inner}]"
+        return self.render(value)
+
+    def _unpack(self, base: str, meta, layouts):
+        """(assignment target, value) for a structured output: ``out, (h_n, c_n) = ...``."""
+        if isinstance(meta, TensorMeta):
+            if not isinstance(layouts, (lay.Perm, lay.Flat)):
+                raise NotSupported("the mapping's output structure differs from torch's")
+            var = self.fresh(base)
+            return var, TensorValue(var, layouts, meta.shape, meta.dtype)
+        if isinstance(meta, (list, tuple)):
+            if not isinstance(layouts, (list, tuple)) or len(layouts) != len(meta):
+                raise NotSupported("the mapping's output structure differs from torch's")
+            parts = [self._unpack(f"{base}_{i}", m, l) for i, (m, l) in enumerate(zip(meta, layouts))]
+            return "(" + ", ".join(t for t, _ in parts) + ",)", type(meta)(v for _, v in parts)
+        if meta is None:
+            return "_", None
+        raise NotSupported(f"a module output of type {type(meta).__name__}")
 
     def _call_function(self, node):
         return self._op(node)
 
     def _op(self, node):
+        if node.target is trace_tap:  # the output of a decomposed module, for per-module parity
+            path, index, value = node.args[0], node.args[1], self.value(node.args[2])
+            if isinstance(value, TensorValue):
+                self.taps.setdefault(path, []).append((tuple(index), value.layout))
+                self.lines.append(f"L.tap({path!r}, {tuple(index)!r}, {value.var})")
+            return None
         mapping = self.registry.find_op(node.op, node.target)
         if mapping is None:
             raise NotSupported("no mapping for this op")

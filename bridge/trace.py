@@ -5,8 +5,10 @@ comparison: fx symbolic tracing fails on HF models and on shape-dependent
 Python, export traced every model tried). Export inlines every module into ATen
 ops, but tags each op with the stack of modules it ran in. We use that to fold
 each *leaf* module call back into one ``call_module`` node named by its path:
-a module that has a mapping, or any built-in ``torch.nn`` module that is not a
-container. Per-module parity and the generated source need those boundaries.
+a module whose registry verdict is *mapped* or *not supported*. Modules with
+the verdict *decompose* (containers, composites, user code) are traced
+through; their outputs are marked with ``tap`` nodes so per-module parity
+still reports them. Per-module parity and the generated source need those boundaries.
 What runs outside leaf modules (the user's own forward code) stays as ATen ops,
 which the op mappings translate.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import operator
 import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.fx as fx
@@ -26,8 +29,8 @@ from torch.export import Dim
 from torch.export.graph_signature import InputKind
 
 from .errors import BadInputError, Unsupported, UnsupportedError
-from .plan import TensorMeta
-from .registry import Registry
+from .plan import TensorMeta, trace_tap as tap
+from .registry import Registry, Verdict
 
 _CONTAINERS = (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)
 # bookkeeping ops export adds; they compute nothing the TF graph needs
@@ -36,11 +39,17 @@ _DROP = {"aten._assert_tensor_metadata.default", "aten._assert_scalar.default",
 
 
 def is_leaf(module: torch.nn.Module | None, registry: Registry) -> bool:
-    if module is None:
-        return False
-    if registry.find_module(module) is not None:
-        return True
-    return type(module).__module__.startswith("torch.nn") and not isinstance(module, _CONTAINERS)
+    """A module the tracer keeps as one call: mapped or refused. Decomposed ones are traced through."""
+    return module is not None and registry.verdict(module).verdict != Verdict.DECOMPOSE
+
+
+@dataclass
+class ModuleCallRecord:
+    """One real call of a module: its arguments (tensors, tuples of them, Python values) and its return value."""
+
+    args: tuple
+    kwargs: dict
+    output: object
 
 
 def trace(module: torch.nn.Module, example_inputs: tuple, registry: Registry) -> fx.GraphModule:
@@ -49,34 +58,80 @@ def trace(module: torch.nn.Module, example_inputs: tuple, registry: Registry) ->
     A model that is itself one mapped module (a bare ``nn.Linear``) must be wrapped by the
     caller (see ``wrap_leaf_root``): export has no module path for the root to fold into.
     """
-    ep = _export(module, example_inputs)
-    return _fold_leaves(module, ep, registry, _leaf_outputs(module, example_inputs, registry))
+    refuse_packed_sequences(module, example_inputs)
+    ep, args = _export(module, example_inputs)
+    calls = record_calls(module, args, registry)
+    scopes = _scopes(ep, module, registry)
+    values = _node_values(ep, module, args, scopes.boundary)
+    return _fold(module, ep, registry, calls, scopes, values)
 
 
-def _leaf_outputs(module, examples, registry) -> dict[str, list]:
-    """Per leaf path, per call: the (index path, tensor) leaves of what the module returned.
+# ---------------------------------------------------------------- the real calls, recorded eagerly
+def _outer_paths(module, registry) -> tuple[list[str], list[str]]:
+    """(leaf paths, decomposed paths) of the modules forward() can reach as calls (not inside a leaf)."""
+    leaves, decomposed = [], []
+    for path, m in module.named_modules():
+        if not path or any(path.startswith(p + ".") for p in leaves):
+            continue
+        if is_leaf(m, registry):
+            leaves.append(path)
+        elif not isinstance(m, _CONTAINERS):  # a container's output is its last child's: nothing new to compare
+            decomposed.append(path)
+    return leaves, decomposed
 
-    Export only shows the ATen values a module's ops produced; this says where each
-    sits in the module's real return value (e.g. ``out`` in ``(out, (h, c))``).
-    """
-    seen: dict[str, list] = {}
-    hooks = [m.register_forward_hook(lambda mod, i, o, p=p: seen.setdefault(p, []).append(list(_leaves(o))))
-             for p, m in module.named_modules() if p and is_leaf(m, registry)]
+
+def record_calls(module, args: tuple, registry: Registry) -> dict[str, list[ModuleCallRecord]]:
+    """Per module path (leaf or decomposed), its calls in forward order, with their real arguments."""
+    leaves, decomposed = _outer_paths(module, registry)
+    seen: dict[str, list[ModuleCallRecord]] = {}
+    modules = dict(module.named_modules())
+    hooks = []
+    for p in leaves + decomposed:
+        def pre(mod, a, kw, p=p):
+            seen.setdefault(p, []).append(ModuleCallRecord(a, dict(kw), None))
+
+        def post(mod, a, kw, out, p=p):
+            seen[p][-1].output = out
+
+        hooks.append(modules[p].register_forward_pre_hook(pre, with_kwargs=True))
+        hooks.append(modules[p].register_forward_hook(post, with_kwargs=True))
     try:
         with torch.no_grad():
-            module(*examples)
+            module(*args)
     finally:
         for h in hooks:
             h.remove()
     return seen
 
 
-def _leaves(obj, prefix=()):
-    if isinstance(obj, torch.Tensor):
-        yield prefix, obj
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            yield from _leaves(v, (*prefix, i))
+def refuse_packed_sequences(module, examples: tuple) -> None:
+    """PackedSequence has no TF counterpart: say so, and what to do instead, before tracing."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    found: list[str] = []
+
+    def pre(mod, a, kw, p):
+        if any(isinstance(v, PackedSequence) for v in (*a, *kw.values())):
+            found.append(p)
+
+    hooks = [m.register_forward_pre_hook(lambda mod, a, kw, p=p: pre(mod, a, kw, p), with_kwargs=True)
+             for p, m in module.named_modules() if p]
+    try:
+        with torch.no_grad():
+            module(*examples)
+    except Exception:
+        pass  # the caller already ran the model; failures are reported there
+    finally:
+        for h in hooks:
+            h.remove()
+    if found:
+        raise UnsupportedError([Unsupported(p, "torch.nn.utils.rnn.PackedSequence", _PACKED_ADVICE)
+                                for p in dict.fromkeys(found)])
+
+
+_PACKED_ADVICE = ("PackedSequence inputs cannot be converted: call the RNN on the padded batch (batch_first or "
+                  "not) instead, and read each sequence's last valid step with its lengths "
+                  "(output[torch.arange(N), lengths - 1]) or mask the padded steps")
 
 
 class LeafRoot(torch.nn.Module):
@@ -95,7 +150,10 @@ def wrap_leaf_root(module: torch.nn.Module, registry: Registry) -> torch.nn.Modu
 
 
 def _export(module, examples):
-    """Non-strict export, with a symbolic batch dim when the model accepts a batch of 2."""
+    """Non-strict export, with a symbolic batch dim when the model accepts a batch of 2.
+
+    Returns the program and the inputs it was traced on (later steps replay exactly those).
+    """
     batched = tuple(torch.cat([x, x])[: max(2, x.shape[0])] if x.dim() else x for x in examples)
     dynamic = tuple({0: Dim.AUTO} if x.dim() else None for x in examples)
     first_error = None
@@ -103,7 +161,7 @@ def _export(module, examples):
         try:
             with warnings.catch_warnings():  # export's advice is for export users, not ours
                 warnings.simplefilter("ignore")
-                return torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
+                return torch.export.export(module, args, dynamic_shapes=shapes, strict=False), args
         except Exception as exc:  # export raises many types; the static retry decides
             first_error = first_error or exc
     text = str(first_error).strip()
@@ -112,55 +170,178 @@ def _export(module, examples):
                                         f"torch.export cannot trace it ({type(first_error).__name__}: {first})")])
 
 
-def _owner(node: fx.Node, modules: dict, canonical: dict, registry: Registry) -> tuple[str, str] | None:
-    """(call key, module path) of the outermost leaf module this op ran in, if any.
+# ---------------------------------------------------------------- which ops ran in which module
+@dataclass
+class _Scopes:
+    """Leaf groups (one per leaf call) and decomposed calls, keyed by export's module-stack keys."""
 
-    A module registered under two names (one nn.Tanh at seq[1] and seq[3]) gets its
-    first name, as in ``named_modules()`` and the state_dict, so it is one TF layer.
-    """
-    for key, (path, _) in (node.meta.get("nn_module_stack") or {}).items():
-        m = modules.get(path)
-        if path and is_leaf(m, registry):
-            return key, canonical[id(m)]
-    return None
+    leaf_of: dict  # node -> (call key, path) of the outermost leaf it ran in
+    groups: dict  # leaf call key -> [nodes]
+    decomposed_of: dict  # node -> [(call key, path)] of the decomposed modules it ran in
+    boundary: set  # nodes whose values later steps compare with recorded tensors
 
 
-def _fold_leaves(module, ep, registry, leaf_outputs) -> fx.GraphModule:
+def _scopes(ep, module, registry) -> _Scopes:
     modules = dict(module.named_modules(remove_duplicate=False))
     canonical = {id(m): p for p, m in module.named_modules()}
+    leaf_of, groups, decomposed_of = {}, {}, {}
+    for n in ep.graph.nodes:
+        if n.op != "call_function" or str(n.target) in _DROP:
+            continue
+        outer = []
+        for key, (path, _) in (n.meta.get("nn_module_stack") or {}).items():
+            m = modules.get(path)
+            if not path or m is None:
+                continue
+            if is_leaf(m, registry):  # a module registered under two names gets its first name (one TF layer)
+                leaf_of[n] = (key, canonical[id(m)])
+                groups.setdefault(key, []).append(n)
+                break
+            outer.append((key, canonical[id(m)]))
+        decomposed_of[n] = outer
+    boundary = set()
+    for n in ep.graph.nodes:
+        for u in n.users:
+            if leaf_of.get(u, (None,))[0] != leaf_of.get(n, (None,))[0] or decomposed_of.get(u) != decomposed_of.get(n):
+                boundary.add(n)
+        if n.op == "placeholder" or any(u.op == "output" for u in n.users):
+            boundary.add(n)
+    return _Scopes(leaf_of, groups, decomposed_of, boundary)
+
+
+def _node_values(ep, module, args: tuple, keep: set) -> dict:
+    """Real values of the ``keep`` nodes, from running the exported graph on ``args``."""
+    flat = []
+    user = iter(pytree.tree_leaves(args))
+    for spec in ep.graph_signature.input_specs:
+        if spec.kind == InputKind.USER_INPUT:
+            flat.append(next(user))
+        elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER):
+            flat.append(tensor_at(module, spec.target))
+        elif spec.kind == InputKind.CONSTANT_TENSOR:
+            flat.append(ep.constants[spec.target])
+        else:
+            return {}  # tokens or script objects: fall back to matching by shape
+    values: dict = {}
+
+    class Keep(fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if n in keep and isinstance(out, torch.Tensor):
+                values[n] = out
+            return out
+
+    try:
+        with torch.no_grad():
+            Keep(ep.graph_module).run(*flat)
+    except Exception:
+        return {}  # matching by shape still works for most models
+    return values
+
+
+# ---------------------------------------------------------------- folding
+class _Matcher:
+    """Finds the graph value that holds a recorded tensor: same shape and dtype, equal values."""
+
+    def __init__(self, values: dict):
+        self.values = values
+
+    def same(self, node, tensor: torch.Tensor) -> bool:
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor) or val.dtype != tensor.dtype or val.dim() != tensor.dim():
+            return False
+        if not all(not isinstance(a, int) or a == b for a, b in zip(val.shape, tensor.shape)):
+            return False
+        real = self.values.get(node)
+        if real is None:
+            return not self.values  # no values at all: shape and dtype must do
+        if real.shape != tensor.shape:
+            return False
+        if not real.dtype.is_floating_point:
+            return bool(torch.equal(real, tensor))
+        # torch's eager kernels (e.g. MultiheadAttention's fused fast path) may round differently
+        # from the exported ops: equal up to float32 noise is the same value
+        scale = float(tensor.abs().max()) if tensor.numel() else 0.0
+        return bool(torch.allclose(real, tensor, rtol=0, atol=1e-4 * max(1.0, scale), equal_nan=True))
+
+    def find(self, tensor, candidates, taken: set):
+        free = [n for n in candidates if n not in taken and self.same(n, tensor)]
+        hit = free or [n for n in candidates if self.same(n, tensor)]
+        return hit[0] if hit else None
+
+
+def _fold(module, ep, registry, calls, scopes: _Scopes, values) -> fx.GraphModule:
+    modules = dict(module.named_modules())
     kinds = {s.arg.name: s for s in ep.graph_signature.input_specs if hasattr(s.arg, "name")}
     nodes = [n for n in ep.graph.nodes if not (n.op == "call_function" and str(n.target) in _DROP)]
-    groups: dict[str, list[fx.Node]] = {}
-    owner_of: dict[fx.Node, tuple[str, str]] = {}
-    call_index: dict[str, int] = {}  # group key -> which call of its module (forward order)
-    for n in nodes:
-        own = _owner(n, modules, canonical, registry) if n.op == "call_function" else None
-        if own:
-            owner_of[n] = own
-            if own[0] not in groups:
-                call_index[own[0]] = sum(1 for k in groups if owner_of[groups[k][0]][1] == own[1])
-            groups.setdefault(own[0], []).append(n)
-    last = {g[-1]: key for key, g in groups.items()}
+    match = _Matcher(values)
+    call_index = _call_indices(nodes, scopes)
+    last = {g[-1]: key for key, g in scopes.groups.items()}
+    taps = _decomposed_taps(nodes, scopes, calls, call_index, match)
     graph, env, attrs = fx.Graph(), {}, {}
     for n in nodes:
         if n.op == "placeholder":
             env[n] = _placeholder(graph, n, kinds[n.name], module, ep, attrs)
-        elif n in owner_of:
-            if n in last:
-                key, path = owner_of[n]
-                calls = leaf_outputs.get(path, [])
-                k = call_index[key]
-                _emit_call(graph, env, groups[key], path, kinds, attrs, modules, calls[k] if k < len(calls) else [])
+        elif n in scopes.leaf_of:
+            if n not in last:
+                continue
+            key, path = scopes.leaf_of[n]
+            recorded = calls.get(path, [])
+            k = call_index[key]
+            if k >= len(recorded):
+                raise UnsupportedError([Unsupported(path, type(modules[path]).__name__,
+                                                    "its calls in the traced graph and in torch differ")])
+            for out in _emit_call(graph, env, scopes.groups[key], path, kinds, attrs, modules, recorded[k], match):
+                for where, index in taps.get(out, ()):
+                    graph.call_function(tap, (where, index, env[out]))
+            continue
         elif n.op == "output":  # the flat outputs, rebuilt into the model's own structure (dicts too)
             flat = fx.map_arg(n.args[0], lambda a: _lookup(env, a))
             graph.output(pytree.tree_unflatten(list(flat), ep.call_spec.out_spec))
+            continue
         else:
             env[n] = graph.node_copy(n, lambda a: _lookup(env, a))
+        for where, index in taps.get(n, ()):
+            graph.call_function(tap, (where, index, env[n]))
     for n in list(graph.nodes):  # weights of leaf modules are read by their mappings, not as graph values
         if n.op == "get_attr" and not n.users:
             graph.erase_node(n)
             attrs.pop(n.target, None)
     return fx.GraphModule(attrs, graph, type(module).__name__)
+
+
+def _call_indices(nodes, scopes: _Scopes) -> dict:
+    """Export's module-stack key of each call -> which call of its module it is (forward order)."""
+    index, count = {}, {}
+    for n in nodes:
+        own = [scopes.leaf_of[n]] if n in scopes.leaf_of else []
+        for key, path in (*scopes.decomposed_of.get(n, ()), *own):
+            if key not in index:
+                index[key] = count.get(path, 0)
+                count[path] = index[key] + 1
+    return index
+
+
+def _decomposed_taps(nodes, scopes: _Scopes, calls, call_index, match) -> dict:
+    """node -> [(path, output index)] for the outputs of decomposed (non-container) module calls."""
+    inside: dict = {}
+    for n in nodes:
+        for key, path in scopes.decomposed_of.get(n, ()):
+            inside.setdefault((key, path), []).append(n)
+    taps: dict = {}
+    for (key, path), members in inside.items():
+        recorded = calls.get(path, [])
+        k = call_index.get(key, 0)
+        if k >= len(recorded):
+            continue
+        outs = [n for n in members if n in scopes.boundary]
+        taken: set = set()
+        for index, tensor in _leaves(recorded[k].output):
+            hit = match.find(tensor, outs, taken)
+            if hit is not None:
+                taken.add(hit)
+                taps.setdefault(hit, []).append((path, index))
+    return taps
 
 
 def _lookup(env, node):
@@ -196,39 +377,67 @@ def tensor_at(module, target: str) -> torch.Tensor:
     return getattr(module.get_submodule(owner) if owner else module, name)
 
 
-def _emit_call(graph, env, group, path, kinds, attrs, modules, returned):
-    """One call_module node for a leaf module's ops; values used outside are read from its return value."""
+def _leaves(obj, prefix=()):
+    """(index path, tensor) for every tensor in a nested tuple/list return value."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, (*prefix, i))
+
+
+def _emit_call(graph, env, group, path, kinds, attrs, modules, record: ModuleCallRecord, match: _Matcher):
+    """One call_module node for a leaf module's ops, with the module's real arguments.
+
+    Each tensor the module was called with is found in the graph by value, so ``att(h, h, h)``
+    passes ``h`` three times and a keyword mask stays a keyword. Values used outside the module
+    are read from its return value (``out`` in ``(out, (h, c))``).
+    """
     inside = set(group)
-    inputs = []
+    externals = []
     for n in group:
         for a in n.all_input_nodes:
-            if a in inside or a in inputs or _own_weight(a, kinds, path):
-                continue
-            if not isinstance(a.meta.get("val"), torch.Tensor):  # sizes the module read off its input
-                continue
-            inputs.append(a)
-    outputs = [n for n in group if any(u not in inside for u in n.users)]
-    attrs[path] = modules[path]
-    call = graph.call_module(path, tuple(_lookup(env, a) for a in inputs))
-    call.meta = dict(group[0].meta)
+            if a not in inside and a not in externals and not _own_weight(a, kinds, path):
+                externals.append(a)
+    everywhere = [n for n in env if n not in externals]  # e.g. a tensor the module ignores but was given
     taken: set = set()
-    for out in outputs:
-        where = _position(out, returned, taken)
+
+    def node_for(value, name):
+        if isinstance(value, torch.Tensor):
+            hit = match.find(value, externals, taken) or match.find(value, everywhere, taken)
+            if hit is None:
+                raise UnsupportedError([Unsupported(path, type(modules[path]).__name__,
+                                                    f"argument {name} is not a value of the traced graph")])
+            taken.add(hit)
+            return _lookup(env, hit)
+        if isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
+            return type(value)(node_for(v, f"{name}[{i}]") for i, v in enumerate(value))
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        raise UnsupportedError([Unsupported(path, type(modules[path]).__name__,
+                                            f"argument {name} is a {type(value).__name__}, not a tensor or number")])
+
+    args = tuple(node_for(a, f"#{i}") for i, a in enumerate(record.args))
+    kwargs = {k: node_for(v, k) for k, v in record.kwargs.items()}
+    attrs[path] = modules[path]
+    call = graph.call_module(path, args, kwargs)
+    call.meta = dict(group[0].meta)
+    returned = list(_leaves(record.output))
+    taken_out: set = set()
+    outs = [n for n in group if any(u not in inside for u in n.users)]
+    for out in outs:
         node = call
-        for i in where:
+        for i in _position(out, returned, taken_out, match):
             node = graph.call_function(operator.getitem, (node, i))
         node.meta = dict(out.meta)
         env[out] = node
+    return outs
 
 
-def _position(out: fx.Node, returned: list, taken: set) -> tuple:
-    """Where an ATen value sits in the module's return value: the first unused leaf of its shape and dtype."""
-    val = out.meta.get("val")
+def _position(out: fx.Node, returned: list, taken: set, match: _Matcher) -> tuple:
+    """Where an ATen value sits in the module's return value: the first unused leaf equal to it."""
     for index, tensor in returned:
-        if index in taken or not isinstance(val, torch.Tensor) or tensor.dtype != val.dtype:
-            continue
-        if len(tensor.shape) == len(val.shape) and all(
-                not isinstance(a, int) or a == b for a, b in zip(val.shape, tensor.shape)):
+        if index not in taken and match.same(out, tensor):
             taken.add(index)
             return index
     raise UnsupportedError([Unsupported(_where(out), str(out.target),

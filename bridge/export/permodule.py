@@ -26,14 +26,14 @@ from . import savedmodel, tfjs
 
 def _debug_module(port):
     """A tf.Module holding the model and a signature that returns every layer output."""
-    paths: list[str] = []
+    paths: list[tuple[str, tuple]] = []
 
     def serve(*args):
         seen = []
-        with record_outputs(lambda path, out: seen.append((path, out))):
+        with record_outputs(lambda path, index, out: seen.append((path, index, out))):
             port.tf_model(*args)
-        paths[:] = [p for p, _ in seen]
-        return {f"m{i:04d}": tf.identity(out) for i, (_, out) in enumerate(seen)}
+        paths[:] = [(p, i) for p, i, _ in seen]
+        return {f"m{i:04d}": tf.identity(out) for i, (_, _, out) in enumerate(seen)}
 
     fn = tf.function(serve, input_signature=savedmodel.input_specs(port), autograph=False)
     concrete = fn.get_concrete_function()
@@ -44,10 +44,10 @@ def _debug_module(port):
 
 def per_module_tfjs(port, backends: tuple[str, ...]) -> dict[str, list[parity.Diff]]:
     """{"tfjs-<backend>": [Diff per module call]} over all parity inputs."""
-    if not port.plan.layers:  # a model of plain ops has no modules to compare
+    if not port.plan.module_paths:  # a model of plain ops has no modules to compare
         return {f"tfjs-{b}": [] for b in backends}
     holder, concrete, paths = _debug_module(port)
-    layouts = {p: u.out_layouts for p, u in port.plan.layers.items()}
+    layouts = port.plan.module_layouts()
     rtols = {p: t.rtol for p, t in port.tolerance.per_module.items()}
     merged: dict[str, dict[str, list]] = {f"tfjs-{b}": {} for b in backends}
     order: list[str] = []
@@ -56,10 +56,10 @@ def per_module_tfjs(port, backends: tuple[str, ...]) -> dict[str, list[parity.Di
         tf.saved_model.save(holder, str(saved), signatures={"serving_default": concrete})
         tfjs.convert_to_tfjs(saved, Path(tmp) / "tfjs", metadata={"purpose": "bridge per-module parity"})
         for inputs in port.parity_inputs():
-            _, torch_seen = parity.torch_module_outputs(port.module, inputs, list(port.plan.layers))
+            _, torch_seen = parity.torch_module_outputs(port.module, inputs, port.plan.module_paths)
             results = tfjs.run_tfjs(Path(tmp) / "tfjs", savedmodel.feeds_for(port, inputs), backends)
             for backend, outs in results.items():
-                tf_seen = [(p, outs[f"m{i:04d}"]) for i, p in enumerate(paths)]
+                tf_seen = [(p, index, outs[f"m{i:04d}"]) for i, (p, index) in enumerate(paths)]
                 for d in parity.per_module_diffs(torch_seen, tf_seen, layouts, rtols):
                     if d.name not in order:
                         order.append(d.name)

@@ -6,7 +6,7 @@ its own file; the torch-side mapping that chooses a layer is in
 """
 
 from .activation import GELU, Identity, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh, gelu, silu
-from .base import Layer, Namespace, keep_batch_reshape, parameter, record_outputs
+from .base import Layer, Namespace, keep_batch_reshape, parameter, record_outputs, tap
 from .conv import Conv1d, Conv2d
 from .linear import Embedding, Linear, matmul
 from .norm import BatchNorm, LayerNorm
@@ -20,5 +20,5 @@ __all__ = [
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm", "Conv1d", "Conv2d", "Embedding", "Flatten", "GELU",
     "Identity", "Layer", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "matmul", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d", "Namespace",
     "ReLU", "Sigmoid", "SiLU", "Softmax", "Tanh", "gelu", "keep_batch_reshape", "pad_axes",
-    "parameter", "record_outputs", "silu", "spatial_pad",
+    "parameter", "record_outputs", "silu", "spatial_pad", "tap",
 ]

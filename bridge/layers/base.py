@@ -6,9 +6,12 @@ layers, weight naming and SavedModel export differ from tf-keras; a
 directly with ``tf.saved_model.save``, and nests in lists and attributes
 exactly like torch's module tree. Nothing Keras-specific is needed.
 
-Parity taps: while ``record_outputs`` is active (eager only), each layer call
-reports ``(torch_path, output)`` so parity can compare every torch module with
-its TF twin.
+Parity taps: while ``record_outputs`` is active, each layer call reports
+``(torch_path, index, tensor)`` for every tensor of its output (``index`` is the
+position in the output structure, ``()`` for a single tensor), and ``tap`` lines
+in the generated code report the outputs of decomposed modules the same way, so
+parity can compare every torch module with its TF twin. Outside the block they
+do nothing and add no ops to a graph.
 """
 
 from __future__ import annotations
@@ -44,9 +47,9 @@ class Layer(tf.Module):
         # eager callers (parity) pass numpy arrays straight from the model inputs; layers read .shape.rank.
         # Optional inputs (an initial state, a mask) may be None, and flags plain Python values.
         out = self.call(*[_tensor(a) for a in args], **{k: _tensor(v) for k, v in kwargs.items()})
-        tap = _TAP.get()
-        if tap is not None:
-            tap(self.torch_path, out)
+        if _TAP.get() is not None:
+            for index, leaf in _leaves(out):
+                tap(self.torch_path, index, leaf)
         return out
 
     def call(self, *args, **kwargs):  # pragma: no cover - abstract
@@ -77,9 +80,24 @@ def parameter(path: str, shape, dtype=tf.float32) -> tf.Variable:
     return tf.Variable(tf.zeros(shape, dtype=dtype), name=identifier(path), trainable=dtype.is_floating)
 
 
+def _leaves(out, prefix: tuple = ()):
+    if isinstance(out, (tuple, list)):
+        for i, v in enumerate(out):
+            yield from _leaves(v, (*prefix, i))
+    elif out is not None:
+        yield prefix, out
+
+
+def tap(path: str, index: tuple, value) -> None:
+    """Report ``value`` as output ``index`` of the torch module at ``path`` (inside ``record_outputs``)."""
+    callback = _TAP.get()
+    if callback is not None:
+        callback(path, tuple(index), value)
+
+
 @contextlib.contextmanager
-def record_outputs(callback: Callable[[str, tf.Tensor], None]):
-    """Call ``callback(torch_path, output)`` after every layer call inside the block."""
+def record_outputs(callback: Callable[[str, tuple, tf.Tensor], None]):
+    """Call ``callback(torch_path, output_index, tensor)`` for every layer output inside the block."""
     token = _TAP.set(callback)
     try:
         yield
