@@ -16,8 +16,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bridge.errors import ExportError
-from bridge.export.tfjs import convert_to_tfjs, node_status, run_tfjs
+from bridge.errors import BadInputError, ExportError
+from bridge.export.tfjs import (
+    convert_many_to_tfjs,
+    convert_to_tfjs,
+    node_status,
+    run_many_tfjs,
+    run_tfjs,
+)
 
 # TF and tfjs float32 kernels differ by about 1e-6 on these sizes (TOOLCHAIN-NOTES).
 TOL = 1e-5
@@ -66,6 +72,18 @@ class Embedding(tf.Module):
         return {"emb": emb, "top": tf.argmax(tf.reduce_sum(emb, -1), axis=-1, output_type=tf.int32)}
 
 
+class Embedding64(tf.Module):
+    """A token model as TF writes it: int64 ids in the signature, gathered, and echoed back."""
+
+    def __init__(self, rng):
+        super().__init__()
+        self.table = tf.Variable(rng.standard_normal((10, 6)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.int64, name="input_ids")])
+    def __call__(self, input_ids):
+        return {"emb": tf.gather(self.table, tf.math.floormod(input_ids, 10)), "echo": tf.identity(input_ids)}
+
+
 class Mlp(tf.Module):
     """Several weights of several shapes, for the byte-identical conversion test."""
 
@@ -104,8 +122,9 @@ class ErfcModel(tf.Module):
         return {"y": tf.math.erfc(x)}
 
 
-MODELS = {"dense": Dense, "two_same_shape": TwoSameShape, "embedding": Embedding,
+MODELS = {"dense": Dense, "two_same_shape": TwoSameShape, "embedding": Embedding, "embedding64": Embedding64,
           "mlp": Mlp, "einsum": EinsumModel, "erfc": ErfcModel}
+CONVERTIBLE = [n for n in MODELS if n != "erfc"]
 
 
 def _inputs(name: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -114,6 +133,10 @@ def _inputs(name: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
                 "b": rng.standard_normal((BATCH, 4)).astype(np.float32)}
     if name == "embedding":
         return {"ids": rng.integers(0, 10, (BATCH, 3)).astype(np.int32)}
+    if name == "embedding64":  # ids at both ends of int32, as int64 (what a tokenizer gives)
+        ids = rng.integers(0, 50_000, (BATCH, 4))
+        ids[0, :2] = [2**31 - 1, -(2**31)]
+        return {"input_ids": ids.astype(np.int64)}
     width = {"dense": 8, "mlp": 16}.get(name, 4)
     return {"x": rng.standard_normal((BATCH, width)).astype(np.float32)}
 
@@ -136,18 +159,12 @@ def save_model(name: str, path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """name -> Exported, each model saved and converted once per module."""
-    cache: dict[str, Exported] = {}
-
-    def get(name: str) -> Exported:
-        if name not in cache:
-            root = tmp_path_factory.mktemp(name)
-            saved = save_model(name, root / "saved_model")
-            stats = convert_to_tfjs(saved, root / "tfjs", metadata={"model": name})
-            cache[name] = Exported(saved, root / "tfjs", stats)
-        return cache[name]
-
-    return get
+    """name -> Exported: every convertible model saved, then converted in one converter process."""
+    root = tmp_path_factory.mktemp("exported")
+    saved = {n: save_model(n, root / n / "saved_model") for n in CONVERTIBLE}
+    stats = convert_many_to_tfjs([(saved[n], root / n / "tfjs", {"model": n}) for n in CONVERTIBLE])
+    assert all(isinstance(s, dict) for s in stats), stats
+    return {n: Exported(saved[n], root / n / "tfjs", s) for n, s in zip(CONVERTIBLE, stats)}.__getitem__
 
 
 @pytest.fixture
@@ -195,6 +212,7 @@ def test_two_same_shape_outputs_get_distinct_nodes(exported):
 
 
 def test_conversion_is_byte_identical(exported, tmp_path):
+    """convert_to_tfjs alone gives the same bytes as the batch conversion in the fixture."""
     first = exported("mlp")
     second = convert_to_tfjs(first.saved_model, tmp_path / "again", metadata={"model": "mlp"})
     assert second == first.stats
@@ -236,7 +254,7 @@ def test_converter_subprocess_runs_with_onednn_off(exported, tmp_path, monkeypat
 
     def fake_run(cmd, **kwargs):
         seen.update(kwargs)
-        Path(cmd[-1]).write_text(json.dumps({"ok": False, "error": "ValueError: stopped by the test"}))
+        Path(cmd[-1]).write_text(json.dumps({"ok": False, "error": "ValueError: stopped by the test"}) + "\n")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -253,6 +271,65 @@ def test_bad_arguments_raise_export_error(exported, tmp_path):
         convert_to_tfjs(exported("dense").saved_model, tmp_path / "tfjs", metadata={"bad": object()})
     with pytest.raises(ExportError, match="signature 'nope' not found"):
         convert_to_tfjs(exported("dense").saved_model, tmp_path / "tfjs", metadata={}, signature="nope")
+
+
+def test_convert_many_reports_each_job_and_converts_the_rest(exported, tmp_path):
+    """Bad jobs (no SavedModel, unsupported op, bad metadata, a repeated out_dir) fail alone."""
+    erfc = save_model("erfc", tmp_path / "erfc_saved")
+    dense = exported("dense").saved_model
+    jobs = [(tmp_path / "nothing", tmp_path / "a", {}), (erfc, tmp_path / "b", {}),
+            (dense, tmp_path / "c", {"model": "dense"}), (dense, tmp_path / "d", {"bad": object()}),
+            (dense, tmp_path / "c", {})]
+    results = convert_many_to_tfjs(jobs)
+    assert [type(r).__name__ for r in results] == ["ExportError", "ExportError", "dict", "ExportError", "ExportError"]
+    assert "no SavedModel" in results[0].message
+    assert results[1].details["unsupported_ops"] == ["Erfc"]
+    assert "JSON" in results[3].message and "two jobs write to" in results[4].message
+    assert results[2] == exported("dense").stats
+    assert (tmp_path / "c" / "model.json").read_bytes() == (exported("dense").tfjs_dir / "model.json").read_bytes()
+    assert not (tmp_path / "b" / "model.json").exists()
+
+
+def test_convert_many_uses_one_subprocess_with_onednn_off(exported, tmp_path, monkeypatch):
+    import bridge.export.tfjs as tfjs_mod
+
+    real_run, envs = tfjs_mod.subprocess.run, []
+
+    def counting_run(cmd, **kwargs):
+        envs.append(kwargs["env"]["TF_ENABLE_ONEDNN_OPTS"])
+        return real_run(cmd, **kwargs)
+
+    monkeypatch.setattr(tfjs_mod.subprocess, "run", counting_run)
+    names = ["dense", "mlp", "two_same_shape"]
+    results = convert_many_to_tfjs([(exported(n).saved_model, tmp_path / n, {"model": n}) for n in names])
+    assert envs == ["0"]
+    assert results == [exported(n).stats for n in names]
+
+
+def test_a_crashed_converter_fails_one_job_and_the_rest_are_retried(exported, tmp_path, monkeypatch):
+    """The worker dies on job 2 of 4 (after writing job 1's line): job 2 gets the crash, 3 and 4 run again."""
+    import json
+    import subprocess
+
+    import bridge.export.tfjs as tfjs_mod
+
+    real_run, calls = tfjs_mod.subprocess.run, []
+
+    def crash_once(cmd, **kwargs):
+        calls.append(len(json.loads(Path(cmd[-2]).read_text())["jobs"]))
+        if len(calls) > 1:
+            return real_run(cmd, **kwargs)
+        Path(cmd[-1]).write_text(json.dumps({"ok": True}) + "\n")  # as if job 1 was done (it was not)
+        return subprocess.CompletedProcess(cmd, -11, "", "Segmentation fault")
+
+    monkeypatch.setattr(tfjs_mod.subprocess, "run", crash_once)
+    names = ["dense", "mlp", "dense", "mlp"]
+    results = convert_many_to_tfjs([(exported(n).saved_model, tmp_path / str(i), {}) for i, n in enumerate(names)])
+    assert calls == [4, 2]
+    assert isinstance(results[0], ExportError) and "wrote no model.json" in results[0].message
+    assert isinstance(results[1], ExportError) and "crashed (exit code -11)" in results[1].message
+    assert "Segmentation fault" in results[1].details["log"]
+    assert results[2] == exported("dense").stats and results[3] == exported("mlp").stats
 
 
 def test_node_status_names_missing_packages(monkeypatch, tmp_path):
@@ -307,7 +384,7 @@ def test_int64_inputs_are_cast_and_range_checked(node_ready, exported):
     got = run_tfjs(model.tfjs_dir, {"ids": ids.astype(np.int64)}, backends=("cpu",))
     assert max_abs_err(got["cpu"]["emb"], expected["emb"]) <= TOL
     assert got["cpu"]["top"].dtype == np.int32
-    with pytest.raises(ExportError, match="outside int32"):
+    with pytest.raises(BadInputError, match="outside int32"):
         run_tfjs(model.tfjs_dir, {"ids": np.full((1, 3), 2**40, np.int64)})
 
 
@@ -331,3 +408,81 @@ def test_missing_wasm_kernel_is_reported_per_backend(node_ready, exported):
     assert set(info.value.details["errors"]) == {"wasm"}
     cpu = run_tfjs(model.tfjs_dir, inputs, backends=("cpu",))["cpu"]
     assert max_abs_err(cpu["y"], tf_outputs(model.saved_model, inputs)["y"]) <= TOL
+
+
+@pytest.mark.node
+def test_run_many_matches_run_tfjs_and_keeps_errors_per_request(node_ready, exported, tmp_path):
+    """Several models, several input sets each, one bad request and one missing model: one Node process."""
+    names = ["dense", "mlp", "embedding", "dense"]
+    inputs = [_inputs(n, np.random.default_rng(10 + i)) for i, n in enumerate(names)]
+    requests = [(exported(n).tfjs_dir, x) for n, x in zip(names, inputs)]
+    requests.insert(1, (exported("dense").tfjs_dir, {"x": np.zeros((1, 8))}))  # float64: refused
+    requests.append((tmp_path / "missing", {"x": np.zeros((1, 4), np.float32)}))
+    results = run_many_tfjs(requests)
+    assert isinstance(results[1], ExportError) and "float64" in results[1].message
+    assert isinstance(results[-1], ExportError) and "model.json is missing" in results[-1].message
+    for (model_dir, x), got in zip(requests[:1] + requests[2:-1], results[:1] + results[2:-1]):
+        assert set(got) == {"cpu", "wasm"}
+        single = run_tfjs(model_dir, x)
+        for backend, outputs in got.items():
+            assert set(outputs) == set(single[backend])
+            for k, v in outputs.items():  # same process or not: the same bytes
+                assert v.dtype == single[backend][k].dtype and np.array_equal(v, single[backend][k]), (backend, k)
+
+
+@pytest.mark.node
+def test_run_many_reports_a_failing_backend_per_request(node_ready, exported):
+    x = _inputs("einsum", np.random.default_rng(5))
+    results = run_many_tfjs([(exported("einsum").tfjs_dir, x), (exported("dense").tfjs_dir, _inputs("dense", np.random.default_rng(5)))])
+    einsum, dense = results
+    assert isinstance(einsum["wasm"], ExportError) and "Einsum" in einsum["wasm"].details["error"]
+    assert max_abs_err(einsum["cpu"]["y"], tf_outputs(exported("einsum").saved_model, x)["y"]) <= TOL
+    assert all(isinstance(dense[b], dict) for b in ("cpu", "wasm"))
+
+
+def test_int64_placeholder_is_int32_in_tfjs(exported):
+    """The converter keeps DT_INT64 in model.json; tfjs loads it as int32, and that is what we send."""
+    import json
+
+    from bridge.export.tfjs import _input_dtypes
+
+    model_json = json.loads((exported("embedding64").tfjs_dir / "model.json").read_text())
+    assert model_json["signature"]["inputs"]["input_ids"]["dtype"] == "DT_INT64"
+    nodes = model_json["userDefinedMetadata"]["bridge"]["input_nodes"]
+    assert _input_dtypes(model_json)[nodes["input_ids"]] == "int32"
+
+
+@pytest.mark.node
+def test_int64_ids_run_exactly_on_cpu_and_wasm(node_ready, exported):
+    model = exported("embedding64")
+    inputs = _inputs("embedding64", np.random.default_rng(6))
+    expected = tf_outputs(model.saved_model, inputs)
+    assert expected["echo"].dtype == np.int64
+    for backend, got in run_tfjs(model.tfjs_dir, inputs).items():
+        assert got["echo"].dtype == np.int32, backend  # tfjs has no int64: int64 outputs come back int32
+        assert np.array_equal(got["echo"].astype(np.int64), inputs["input_ids"]), backend
+        assert max_abs_err(got["emb"], expected["emb"]) == 0.0, backend  # a gather is exact
+
+
+@pytest.mark.node
+@pytest.mark.parametrize("bad", [2**31, -(2**31) - 1])
+def test_an_id_outside_int32_is_refused_naming_input_and_value(node_ready, exported, bad):
+    model = exported("embedding64")
+    ids = np.arange(8, dtype=np.int64).reshape(2, 4)
+    ids[1, 2] = bad
+    for run in (lambda: run_tfjs(model.tfjs_dir, {"input_ids": ids}),
+                lambda: run_many_tfjs([(model.tfjs_dir, {"input_ids": ids})])[0]):
+        try:
+            result = run()
+        except BadInputError as e:
+            result = e
+        assert isinstance(result, BadInputError)
+        assert f"input 'input_ids'" in result.message and str(bad) in result.message and "[1, 2]" in result.message
+        assert result.details == {"input": "input_ids", "value": bad, "index": [1, 2], "count": 1, "dtype": "int64"}
+        assert result.exit_code == 2
+
+
+@pytest.mark.node
+def test_float_fed_to_an_id_input_is_refused(node_ready, exported):
+    with pytest.raises(ExportError, match="'input_ids' is float32 but the tfjs model takes int32"):
+        run_tfjs(exported("embedding64").tfjs_dir, {"input_ids": np.zeros((1, 4), np.float32)})

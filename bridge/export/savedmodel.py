@@ -1,7 +1,8 @@
 """SavedModel export: one ``serving_default`` signature with named inputs.
 
 Inputs keep torch's layout (NCHW stays NCHW at the boundary). The batch dim is
-``None`` when the torch model accepts other batch sizes. Integer inputs are
+``None`` when the torch model accepts other batch sizes, and so is every other
+dim the port left free (a sequence length, see ``api.free_dims``). Integer inputs are
 declared int32: tfjs has no int64, and our TF graph only uses ids for gathers.
 Outputs are a flat dict ``{output_name: tensor}`` in the port's output order.
 """
@@ -15,6 +16,7 @@ import tensorflow as tf
 import torch
 
 from ..parity import flatten_outputs
+from .tfjs import checked_int32
 
 
 def tf_dtype(dtype: torch.dtype) -> tf.DType:
@@ -27,8 +29,9 @@ def tf_dtype(dtype: torch.dtype) -> tf.DType:
 
 def input_specs(port) -> list[tf.TensorSpec]:
     specs = []
-    for name, x in zip(port.input_names, port.example_inputs):
-        shape = list(x.shape)
+    free = port.dynamic_dims or [()] * len(port.example_inputs)
+    for name, x, dims in zip(port.input_names, port.example_inputs, free):
+        shape = [None if d in dims else n for d, n in enumerate(x.shape)]
         if port.dynamic_batch and shape:
             shape[0] = None
         specs.append(tf.TensorSpec(shape, tf_dtype(x.dtype), name=name))
@@ -61,9 +64,13 @@ def run_savedmodel(saved_dir: Path, feeds: dict[str, np.ndarray]) -> dict[str, n
 
 
 def feeds_for(port, inputs: tuple) -> dict[str, np.ndarray]:
-    """Signature feeds for one parity input set (int64 ids become int32, as in the signature)."""
+    """Signature feeds for one parity input set.
+
+    int64 ids become int32, as in the signature (tf_dtype) and as tfjs needs;
+    an id outside int32 raises BadInputError naming it instead of wrapping.
+    """
     out = {}
     for name, x in zip(port.input_names, inputs):
         a = x.detach().cpu().numpy()
-        out[name] = a.astype(np.float32) if a.dtype.kind == "f" else a.astype(np.int32) if a.dtype.kind in "iu" else a
+        out[name] = a.astype(np.float32) if a.dtype.kind == "f" else checked_int32(name, a) if a.dtype.kind in "iu" else a
     return out

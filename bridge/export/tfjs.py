@@ -24,6 +24,7 @@ Why the pieces look the way they do:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -36,12 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.errors import ExportError
+from bridge.errors import BadInputError, BridgeError, ExportError
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 RUNNER = JS_DIR / "run.mjs"
 CONVERT_TIMEOUT_S = 1800
 RUN_TIMEOUT_S = 600
+RUN_TIMEOUT_PER_MODEL_S = 60  # added for each further model in one Node run
 MIN_NODE_MAJOR = 18
 # Files that must exist under the npm package directory for the runner to work.
 _NPM_FILES = (
@@ -52,6 +54,9 @@ _NPM_FILES = (
 _SHARD_RE = re.compile(r"group\d+-shard\d+of\d+\.bin")
 _UNSUPPORTED_RE = re.compile(r"Unsupported Ops in the model (before|after) optimization\n(.*)", re.S)
 _EXCHANGE_DTYPES = {"float32": "<f4", "int32": "<i4", "bool": "u1"}
+# What tfjs makes of a graph placeholder's dtype (tfjs has no int64 and no float64).
+_TFJS_DTYPES = {"DT_FLOAT": "float32", "DT_DOUBLE": "float32", "DT_INT32": "int32", "DT_INT64": "int32",
+                "DT_INT16": "int32", "DT_INT8": "int32", "DT_UINT8": "int32", "DT_BOOL": "bool"}
 
 
 # ---------------------------------------------------------------- node status
@@ -88,43 +93,113 @@ def convert_to_tfjs(saved_model_dir: Path, out_dir: Path, *, metadata: dict,
     "input_nodes" and "output_nodes" (signature name -> graph node) added.
     Returns {"op_counts", "transpose_count", "weights_bytes"}. Raises ExportError.
     """
-    saved_model_dir, out_dir = Path(saved_model_dir).resolve(), Path(out_dir)
+    result = convert_many_to_tfjs([(saved_model_dir, out_dir, metadata)], signature=signature)[0]
+    if isinstance(result, ExportError):
+        raise result
+    return result
+
+
+def convert_many_to_tfjs(jobs: list[tuple[Path, Path, dict]], *,
+                         signature: str = "serving_default") -> list[dict | ExportError]:
+    """Convert many SavedModels in one converter process (TF is imported once, not once per model).
+
+    Each job is ``(saved_model_dir, out_dir, metadata)`` as for convert_to_tfjs,
+    and gets the same checks. Returns, in job order, the job's stats dict or the
+    ExportError that job would have raised; one job's failure (even a crash of
+    the converter process) does not stop the others.
+    """
+    results: list[dict | ExportError | None] = [None] * len(jobs)
+    with contextlib.ExitStack() as stack:
+        staged: dict[int, tuple[Path, Path]] = {}  # job index -> (staging dir, out_dir)
+        requests = []
+        for i, job in enumerate(jobs):
+            try:
+                saved, out = _checked_job(job, [o for _, o in staged.values()])
+            except ExportError as e:
+                results[i] = e
+                continue
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".tfjs-", dir=out.parent)))
+            staged[i] = (tmp / "model", out)
+            requests.append({"saved_model_dir": str(saved), "out_dir": str(tmp / "model"),
+                             "signature": signature, "metadata": job[2]})
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bridge-tfjs-convert-")))
+        errors = _run_converter(requests, work)
+        for (i, (model_dir, out)), error in zip(staged.items(), errors):
+            results[i] = error or _finish(model_dir, out)
+    return results
+
+
+def _checked_job(job: tuple, taken: list[Path]) -> tuple[Path, Path]:
+    """The job's resolved (saved_model_dir, out_dir), created; ExportError if the job cannot run."""
+    saved_model_dir, out_dir, metadata = job
+    saved_model_dir, out_dir = Path(saved_model_dir).resolve(), Path(out_dir).resolve()
     if not (saved_model_dir / "saved_model.pb").is_file():
         raise ExportError(f"no SavedModel at {saved_model_dir} (saved_model.pb is missing)")
     try:
         json.dumps(metadata)
     except (TypeError, ValueError) as e:
         raise ExportError(f"metadata must be JSON-serialisable, it goes into model.json: {e}") from None
+    if out_dir in taken:
+        raise ExportError(f"two jobs write to {out_dir}; give each job its own out_dir")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".tfjs-", dir=out_dir.parent) as tmp:
-        staged = Path(tmp) / "model"
-        request = {"saved_model_dir": str(saved_model_dir), "out_dir": str(staged),
-                   "signature": signature, "metadata": metadata}
-        _run_converter(request, Path(tmp))
+    return saved_model_dir, out_dir
+
+
+def _finish(staged: Path, out_dir: Path) -> dict | ExportError:
+    """Check the staged conversion, move it into out_dir and return its stats."""
+    if not (staged / "model.json").is_file():
+        return ExportError(f"the tfjs converter reported success but wrote no model.json in {staged}")
+    try:
         model_json = _canonicalize(staged / "model.json")
         _check_node_maps(model_json)
-        _install(staged, out_dir)
+    except ExportError as e:
+        return e
+    _install(staged, out_dir)
     return _stats(model_json, out_dir)
 
 
-def _run_converter(request: dict, tmp: Path) -> None:
-    """Run this module's worker in a fresh Python with oneDNN off; raise ExportError on failure."""
-    req_path, res_path = tmp / "request.json", tmp / "result.json"
-    req_path.write_text(json.dumps(request))
+def _run_converter(requests: list[dict], work: Path) -> list[ExportError | None]:
+    """Run the worker (a fresh Python with oneDNN off) over the requests; one error-or-None per request.
+
+    The worker appends one result line per request as it goes. If it dies, the
+    request it was on gets the crash as its error and the rest go to a new worker.
+    """
+    outcomes: list[ExportError | None] = []
+    while len(outcomes) < len(requests):
+        pending = requests[len(outcomes):]
+        lines, crash, log = _run_worker(pending, work)
+        outcomes += [None if r["ok"] else _converter_error(r["error"], log) for r in lines]
+        if crash is not None and len(lines) < len(pending):
+            outcomes.append(ExportError(crash, details={"log": log}))
+    return outcomes
+
+
+def _run_worker(requests: list[dict], work: Path) -> tuple[list[dict], str | None, str]:
+    """One worker run: (result lines, why it stopped early or None, log tail)."""
+    req_path, res_path = work / "request.json", work / "result.jsonl"
+    req_path.write_text(json.dumps({"jobs": requests}))
+    res_path.unlink(missing_ok=True)
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0", TF_CPP_MIN_LOG_LEVEL="2")
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "bridge.export.tfjs", str(req_path), str(res_path)]
+    crash = None
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise ExportError(f"the tfjs converter did not finish within {CONVERT_TIMEOUT_S} s") from None
-    log = _tail(proc.stdout + proc.stderr)
-    if not res_path.is_file():
-        raise ExportError(f"the tfjs converter crashed (exit code {proc.returncode})", details={"log": log})
-    result = json.loads(res_path.read_text())
-    if not result["ok"]:
-        raise _converter_error(result["error"], log)
+        log = _tail(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            crash = f"the tfjs converter crashed (exit code {proc.returncode})"
+    except subprocess.TimeoutExpired as e:
+        log = _tail(_text(e.stdout) + _text(e.stderr))
+        crash = f"the tfjs converter did not finish within {CONVERT_TIMEOUT_S} s"
+    lines = [json.loads(s) for s in res_path.read_text().splitlines()] if res_path.is_file() else []
+    if crash is None and len(lines) < len(requests):
+        crash = f"the tfjs converter stopped after {len(lines)} of {len(requests)} models"
+    return lines[: len(requests)], crash, log
+
+
+def _text(output) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def _converter_error(message: str, log: str) -> ExportError:
@@ -199,19 +274,26 @@ def _tail(text: str, lines: int = 40) -> str:
 
 
 def _worker(request_path: str, result_path: str) -> None:
-    """Entry point of the converter subprocess: convert, and report ok/error as JSON."""
-    request = json.loads(Path(request_path).read_text())
+    """Entry point of the converter subprocess: convert each job, append one ok/error JSON line per job."""
+    jobs = json.loads(Path(request_path).read_text())["jobs"]
     try:
         from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_conv
-
-        node_maps = _signature_node_maps(request["saved_model_dir"], request["signature"])
-        metadata = {"bridge": {**request["metadata"], **node_maps}}
-        tfjs_conv.convert_tf_saved_model(request["saved_model_dir"], request["out_dir"],
-                                         signature_def=request["signature"], metadata=metadata)
-        result = {"ok": True}
-    except Exception as e:  # noqa: BLE001 - reported to the parent, which raises ExportError
-        result = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-    Path(result_path).write_text(json.dumps(result))
+    except Exception as e:  # noqa: BLE001 - every job fails the same way; retrying would not help
+        tfjs_conv, import_error = None, f"cannot import the tfjs converter: {type(e).__name__}: {e}"
+    with open(result_path, "a") as results:
+        for job in jobs:
+            try:
+                if tfjs_conv is None:
+                    raise RuntimeError(import_error)
+                node_maps = _signature_node_maps(job["saved_model_dir"], job["signature"])
+                metadata = {"bridge": {**job["metadata"], **node_maps}}
+                tfjs_conv.convert_tf_saved_model(job["saved_model_dir"], job["out_dir"],
+                                                 signature_def=job["signature"], metadata=metadata)
+                result = {"ok": True}
+            except Exception as e:  # noqa: BLE001 - reported to the parent, which makes it an ExportError
+                result = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+            results.write(json.dumps(result) + "\n")
+            results.flush()
 
 
 def _signature_node_maps(saved_model_dir: str, signature: str) -> dict:
@@ -295,26 +377,84 @@ def run_tfjs(model_dir: Path, inputs: dict[str, np.ndarray],
              backends: tuple[str, ...] = ("cpu", "wasm")) -> dict[str, dict[str, np.ndarray]]:
     """Run the tfjs model in Node on each backend; returns {backend: {output_name: array}}.
 
-    Inputs are keyed by signature input name; float32, int32 and bool go as they
-    are, int64 is cast to int32 (tfjs has no int64) after a range check.
+    Inputs are keyed by signature input name; float32 and bool go as they are.
+    tfjs has no int64: integer inputs (int64 token ids included) are fed as
+    int32, which is what tfjs makes of an int64 placeholder, after a range
+    check that raises BadInputError naming the input and the first value
+    outside int32. Integer outputs come back as int32 for the same reason.
+    Raises ExportError when the inputs do not fit the model or a backend fails.
+    """
+    result = run_many_tfjs([(model_dir, inputs)], backends)[0]
+    if isinstance(result, BridgeError):
+        raise result
+    failed = {b: r for b, r in result.items() if isinstance(r, ExportError)}
+    if failed:
+        lines = "\n".join(f"  {b}: {e.details['error'].splitlines()[0] or '(no message)'}" for b, e in failed.items())
+        raise ExportError(f"the tfjs model failed on {len(failed)} backend(s):\n{lines}",
+                          details={"errors": {b: e.details["error"] for b, e in failed.items()},
+                                   "stderr": next(iter(failed.values())).details["stderr"]})
+    return result
+
+
+def run_many_tfjs(requests: list[tuple[Path, dict[str, np.ndarray]]], backends: tuple[str, ...] = ("cpu", "wasm"),
+                  ) -> list[dict[str, dict[str, np.ndarray] | ExportError] | BridgeError]:
+    """Run many (model_dir, inputs) requests in one Node process; each model is loaded once per backend.
+
+    A model_dir may appear in several requests (one per input set). Returns, in
+    request order, {backend: {output_name: array} or the ExportError of that
+    backend}, or, for a request that could not be sent (bad inputs, no
+    model.json), the error run_tfjs would raise. Inputs are treated as in run_tfjs.
+    Raises ExportError only when node itself is not usable.
     """
     reason = node_status()
     if reason:
         raise ExportError(f"cannot run the tfjs model: {reason}")
-    model_dir = Path(model_dir).resolve()
-    model_json = json.loads((model_dir / "model.json").read_text())
-    bridge = _bridge_metadata(model_json)
+    results: list = [None] * len(requests)
     with tempfile.TemporaryDirectory(prefix="bridge-tfjs-") as tmp:
         work = Path(tmp)
-        request = {
-            "js_dir": str(_js_dir().resolve()), "model_dir": str(model_dir), "work_dir": str(work),
-            "backends": list(backends),
-            "inputs": _write_inputs(work, inputs, bridge["input_nodes"], _graph_nodes(model_json)),
-            "outputs": [{"name": k, "node": v} for k, v in bridge["output_nodes"].items()],
-        }
-        (work / "request.json").write_text(json.dumps(request))
-        stderr = _run_node(work / "request.json")
-        return _read_results(work, stderr)
+        models: dict[Path, dict | ExportError] = {}
+        for i, (model_dir, inputs) in enumerate(requests):
+            try:
+                model = _model_request(models, Path(model_dir).resolve())
+                model["runs"].append({"id": i, "inputs": _write_inputs(
+                    work, inputs, model["input_nodes"], model["graph_nodes"],
+                    input_dtypes=model["input_dtypes"], prefix=f"r{i}_")})
+            except BridgeError as e:
+                results[i] = e
+        sent = [m for m in models.values() if isinstance(m, dict) and m["runs"]]
+        if sent:
+            lines, crash, stderr = _run_node(work, sent, backends)
+            for m in sent:
+                for run in m["runs"]:
+                    results[run["id"]] = {b: _backend_result(work, lines.get((run["id"], b)), crash, stderr, b)
+                                          for b in backends}
+    return results
+
+
+def _model_request(models: dict[Path, dict | ExportError], model_dir: Path) -> dict:
+    """The runner's entry for model_dir, read once per batch; raises its ExportError for every request."""
+    if model_dir not in models:
+        try:
+            models[model_dir] = _read_model(model_dir)
+        except ExportError as e:
+            models[model_dir] = e
+    entry = models[model_dir]
+    if isinstance(entry, ExportError):
+        raise entry
+    return entry
+
+
+def _read_model(model_dir: Path) -> dict:
+    if not (model_dir / "model.json").is_file():
+        raise ExportError(f"no tfjs model at {model_dir} (model.json is missing)")
+    model_json = json.loads((model_dir / "model.json").read_text())
+    bridge = _bridge_metadata(model_json)
+    return {
+        "model_dir": str(model_dir), "runs": [],
+        "outputs": [{"name": k, "node": v} for k, v in bridge["output_nodes"].items()],
+        "input_nodes": bridge["input_nodes"], "graph_nodes": _graph_nodes(model_json),
+        "input_dtypes": _input_dtypes(model_json),
+    }
 
 
 def _bridge_metadata(model_json: dict) -> dict:
@@ -325,53 +465,103 @@ def _bridge_metadata(model_json: dict) -> dict:
     return bridge
 
 
-def _write_inputs(work: Path, inputs: dict, input_nodes: dict, graph_nodes: set) -> list[dict]:
-    """Write each input as a raw little-endian file; inputs the graph pruned are not sent."""
+def _input_dtypes(model_json: dict) -> dict[str, str]:
+    """{placeholder node: dtype tfjs gives it}; tfjs loads an int64 placeholder as int32."""
+    out = {}
+    for node in model_json["modelTopology"].get("node", []):
+        if node["op"] == "Placeholder":
+            dtype = _TFJS_DTYPES.get(node.get("attr", {}).get("dtype", {}).get("type"))
+            if dtype:
+                out[node["name"]] = dtype
+    return out
+
+
+def _write_inputs(work: Path, inputs: dict, input_nodes: dict, graph_nodes: set, *,
+                  input_dtypes: dict | None = None, prefix: str = "") -> list[dict]:
+    """Write each input as a raw little-endian file; inputs the graph pruned are not sent.
+
+    ``input_dtypes`` ({node: tfjs dtype}, see _input_dtypes), when given, is
+    checked against each array. Integer arrays are sent as int32 (checked_int32).
+    """
     if set(inputs) != set(input_nodes):
         raise ExportError(f"inputs {sorted(inputs)} do not match the signature's inputs {sorted(input_nodes)}")
     specs = []
     for i, (name, node) in enumerate(sorted(input_nodes.items())):
         if node not in graph_nodes:
             continue  # unused by every output: the converter dropped its placeholder
-        array, dtype = _exchangeable(name, np.asarray(inputs[name]))
-        file = f"in_{i}.bin"
+        array, dtype = _exchangeable(name, np.asarray(inputs[name]), (input_dtypes or {}).get(node))
+        file = f"{prefix}in_{i}.bin"
         array.astype(_EXCHANGE_DTYPES[dtype]).tofile(work / file)
         specs.append({"node": node, "dtype": dtype, "shape": list(array.shape), "file": file})
     return specs
 
 
-def _exchangeable(name: str, array: np.ndarray) -> tuple[np.ndarray, str]:
-    if array.dtype == np.int64:
-        info = np.iinfo(np.int32)
-        if array.size and (array.min() < info.min or array.max() > info.max):
-            raise ExportError(f"input {name!r} is int64 with values outside int32; tfjs has no int64")
-        return array.astype(np.int32), "int32"
-    dtype = {np.dtype(np.float32): "float32", np.dtype(np.int32): "int32", np.dtype(bool): "bool"}.get(array.dtype)
+def _exchangeable(name: str, array: np.ndarray, want: str | None = None) -> tuple[np.ndarray, str]:
+    if array.dtype.kind in "iu":
+        array, dtype = checked_int32(name, array), "int32"
+    else:
+        dtype = {np.dtype(np.float32): "float32", np.dtype(bool): "bool"}.get(array.dtype)
     if dtype is None:
         raise ExportError(f"input {name!r} has dtype {array.dtype}; tfjs takes float32, int32 or bool")
+    if want is not None and dtype != want:
+        raise ExportError(f"input {name!r} is {array.dtype} but the tfjs model takes {want}")
     return array, dtype
 
 
-def _run_node(request_path: Path) -> str:
-    cmd = ["node", str(RUNNER), str(request_path)]
+def checked_int32(name: str, array: np.ndarray) -> np.ndarray:
+    """An integer array (e.g. int64 token ids) as int32; BadInputError if a value does not fit.
+
+    tfjs has no int64 (an int64 placeholder is an int32 tensor there), so ids
+    are fed as int32. A silent cast would wrap 2**31 to -2**31; this names the
+    input and the first offending value instead.
+    """
+    array = np.asarray(array)
+    info = np.iinfo(np.int32)
+    outside = (array < info.min) | (array > info.max)
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        index = [int(k) for k in np.unravel_index(first, array.shape)]
+        value = int(array.reshape(-1)[first])
+        raise BadInputError(
+            f"input {name!r} has {int(outside.sum())} value(s) outside int32, the first is {value} at index "
+            f"{index}; tfjs has no int64, so integer inputs such as token ids must lie in "
+            f"[{info.min}, {info.max}]",
+            details={"input": name, "value": value, "index": index, "count": int(outside.sum()),
+                     "dtype": str(array.dtype)})
+    return array.astype(np.int32)
+
+
+def _run_node(work: Path, models: list[dict], backends: tuple[str, ...]) -> tuple[dict, str | None, str]:
+    """Run the Node runner over the models: ({(run id, backend): result line}, crash or None, stderr tail)."""
+    request = {"js_dir": str(_js_dir().resolve()), "work_dir": str(work), "backends": list(backends),
+               "models": [{k: m[k] for k in ("model_dir", "outputs", "runs")} for m in models]}
+    (work / "request.json").write_text(json.dumps(request))
+    timeout = RUN_TIMEOUT_S + RUN_TIMEOUT_PER_MODEL_S * (len(models) - 1)
+    crash = None
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise ExportError(f"the tfjs runner did not finish within {RUN_TIMEOUT_S} s") from None
-    if proc.returncode != 0:
-        raise ExportError(f"the tfjs runner failed (exit code {proc.returncode}):\n{_tail(proc.stderr)}",
-                          details={"stderr": proc.stderr})
-    return proc.stderr
+        proc = subprocess.run(["node", str(RUNNER), str(work / "request.json")],
+                              capture_output=True, text=True, timeout=timeout)
+        stderr = proc.stderr
+        if proc.returncode != 0:
+            crash = f"the tfjs runner failed (exit code {proc.returncode}):\n{_tail(stderr)}"
+    except subprocess.TimeoutExpired as e:
+        stderr = _text(e.stderr)
+        crash = f"the tfjs runner did not finish within {timeout} s"
+    result_path = work / "result.jsonl"
+    lines = [json.loads(s) for s in result_path.read_text().splitlines()] if result_path.is_file() else []
+    return {(r["id"], r["backend"]): r for r in lines}, crash, _tail(stderr)
 
 
-def _read_results(work: Path, stderr: str) -> dict[str, dict[str, np.ndarray]]:
-    results = json.loads((work / "result.json").read_text())["backends"]
-    failed = {b: r["error"] for b, r in results.items() if not r["ok"]}
-    if failed:
-        lines = "\n".join(f"  {b}: {err.splitlines()[0] if err else '(no message)'}" for b, err in failed.items())
-        raise ExportError(f"the tfjs model failed on {len(failed)} backend(s):\n{lines}",
-                          details={"errors": failed, "stderr": _tail(stderr)})
-    return {b: {o["name"]: _read_array(work / o["file"], o) for o in r["outputs"]} for b, r in results.items()}
+def _backend_result(work: Path, line: dict | None, crash: str | None, stderr: str,
+                    backend: str) -> dict[str, np.ndarray] | ExportError:
+    if line is None:
+        error = crash or "the tfjs runner wrote no result for this run"
+    elif not line["ok"]:
+        error = line["error"] or "(no message)"
+    else:
+        return {o["name"]: _read_array(work / o["file"], o) for o in line["outputs"]}
+    return ExportError(f"the tfjs model failed on {backend}: {error.splitlines()[0]}",
+                       details={"error": error, "stderr": stderr})
 
 
 def _read_array(path: Path, spec: dict) -> np.ndarray:

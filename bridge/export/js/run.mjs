@@ -11,18 +11,23 @@
 //   graph node name only, using the map bridge wrote into userDefinedMetadata.
 // - tfjs is loaded through `require` from the package directory given in the
 //   request, so one copy of tfjs-core serves both backends.
+// - One process serves a whole batch: tfjs and the wasm binary load once, and
+//   each model loads once per backend and runs every input set given for it.
+//   Results are appended line by line, so a crash keeps what was done.
 //
 // Usage: node run.mjs REQUEST.json
-// REQUEST: {"js_dir", "model_dir", "work_dir", "backends": [..],
-//           "inputs":  [{"node", "dtype", "shape", "file"}],
-//           "outputs": [{"name", "node"}]}
+// REQUEST: {"js_dir", "work_dir", "backends": [..],
+//           "models": [{"model_dir", "outputs": [{"name", "node"}],
+//                       "runs": [{"id", "inputs": [{"node", "dtype", "shape", "file"}]}]}]}
 // Input and output files are raw little-endian arrays (float32, int32, bool as
-// uint8) relative to work_dir. The runner writes work_dir/result.json:
-//   {"backends": {"cpu": {"ok": true, "outputs": [{"name", "dtype", "shape", "file"}]},
-//                 "wasm": {"ok": false, "error": "..."}}}
-// Exit code 0 means result.json was written (a backend may still have failed).
+// uint8) relative to work_dir. int64 never crosses: tfjs loads an int64
+// placeholder as int32, and bridge.export.tfjs range-checks and sends int32.
+// The runner appends one JSON line per (run, backend) to work_dir/result.jsonl:
+//   {"id", "backend", "ok": true, "outputs": [{"name", "dtype", "shape", "file"}]}
+//   {"id", "backend", "ok": false, "error": "..."}
+// Exit code 0 means every line was written (a backend may still have failed).
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
@@ -54,13 +59,13 @@ function diskHandler(modelDir) {
   };
 }
 
-async function readInputs(req) {
+async function readInputs(workDir, inputs) {
   const feeds = {};
-  for (const inp of req.inputs) {
+  for (const inp of inputs) {
     const Typed = TYPED[inp.dtype];
     if (!Typed) throw new Error(`unsupported input dtype ${inp.dtype} for ${inp.node}`);
-    const data = new Typed(exactArrayBuffer(await readFile(join(req.work_dir, inp.file))));
-    feeds[inp.node] = { data, shape: inp.shape, dtype: inp.dtype };
+    const data = new Typed(exactArrayBuffer(await readFile(join(workDir, inp.file))));
+    feeds[inp.node] = tf.tensor(data, inp.shape, inp.dtype);
   }
   return feeds;
 }
@@ -76,28 +81,52 @@ async function execute(model, feeds, outputNodes) {
   }
 }
 
-async function runOn(backend, req, feedData) {
-  if (!(await tf.setBackend(backend))) throw new Error(`backend '${backend}' failed to initialise`);
-  await tf.ready();
-  const model = await tf.loadGraphModel(diskHandler(req.model_dir));
-  const feeds = {};
-  for (const [node, f] of Object.entries(feedData)) feeds[node] = tf.tensor(f.data, f.shape, f.dtype);
+async function runOnce(model, req, spec, run, backend) {
+  const feeds = await readInputs(req.work_dir, run.inputs);
+  let out = [];
   try {
-    let out = await execute(model, feeds, req.outputs.map((o) => o.node));
+    out = await execute(model, feeds, spec.outputs.map((o) => o.node));
     if (!Array.isArray(out)) out = [out];
     const written = [];
     for (const [i, t] of out.entries()) {
-      const spec = req.outputs[i];
-      const file = `out_${backend}_${i}.bin`;
+      const name = spec.outputs[i].name;
+      if (!TYPED[t.dtype]) throw new Error(`output ${name} has dtype ${t.dtype}, which cannot be exchanged`);
       const data = await t.data();
-      if (!TYPED[t.dtype]) throw new Error(`output ${spec.name} has dtype ${t.dtype}, which cannot be exchanged`);
+      const file = `out_${run.id}_${backend}_${i}.bin`;
       await writeFile(join(req.work_dir, file), new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      written.push({ name: spec.name, dtype: t.dtype, shape: t.shape, file });
+      written.push({ name, dtype: t.dtype, shape: t.shape, file });
     }
-    tf.dispose(out);
     return written;
   } finally {
+    tf.dispose(out);
     tf.dispose(Object.values(feeds));
+  }
+}
+
+function failure(e) {
+  return { ok: false, error: String((e && e.stack) || e) };
+}
+
+async function runModel(spec, req, backend, report) {
+  // A model that fails to load (or a backend that fails to start) fails each of its runs.
+  let model;
+  try {
+    if (!(await tf.setBackend(backend))) throw new Error(`backend '${backend}' failed to initialise`);
+    await tf.ready();
+    model = await tf.loadGraphModel(diskHandler(spec.model_dir));
+  } catch (e) {
+    for (const run of spec.runs) await report(run, backend, failure(e));
+    return;
+  }
+  try {
+    for (const run of spec.runs) {
+      try {
+        await report(run, backend, { ok: true, outputs: await runOnce(model, req, spec, run, backend) });
+      } catch (e) {
+        await report(run, backend, failure(e));
+      }
+    }
+  } finally {
     model.dispose();
   }
 }
@@ -111,16 +140,12 @@ async function main() {
   const wasm = require('@tensorflow/tfjs-backend-wasm');
   wasm.setWasmPaths(dirname(require.resolve('@tensorflow/tfjs-backend-wasm')) + '/');
 
-  const feedData = await readInputs(req);
-  const backends = {};
-  for (const backend of req.backends) {
-    try {
-      backends[backend] = { ok: true, outputs: await runOn(backend, req, feedData) };
-    } catch (e) {
-      backends[backend] = { ok: false, error: String((e && e.stack) || e) };
-    }
+  const resultPath = join(req.work_dir, 'result.jsonl');
+  const report = (run, backend, result) =>
+    appendFile(resultPath, JSON.stringify({ id: run.id, backend, ...result }) + '\n');
+  for (const spec of req.models) {
+    for (const backend of req.backends) await runModel(spec, req, backend, report);
   }
-  await writeFile(join(req.work_dir, 'result.json'), JSON.stringify({ backends }, null, 1));
 }
 
 main().catch((e) => {
