@@ -18,7 +18,7 @@ from .errors import BadInputError, UnsupportedError
 from .plan import Emitter, Plan
 from .registry import Registry, default_registry
 from .tolerances import Resolved, ToleranceConfig, resolve
-from .trace import LeafRoot, tensor_at, record, trace, wrap_leaf_root
+from .trace import LeafRoot, record, tensor_at, trace, wrap_leaf_root
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Port:
     keys: object  # build.KeyReport
     options: Options
     dynamic_batch: bool
+    dynamic_dims: list = field(default_factory=list)  # per input: the non-batch dims the exported model leaves free
     extra_inputs: list = field(default_factory=list)  # user-supplied parity inputs (tuples of tensors)
     notes: list = field(default_factory=list)  # e.g. checkpoint unwrapping and dtype casts
     checkpoint: object = None  # checkpoint.Checkpoint when converted from a file
@@ -67,6 +68,8 @@ class Port:
         sets = parity.make_inputs(self.example_inputs, self.options.seed, self.options.n_random_inputs)
         if self.dynamic_batch:  # prove the dynamic batch dim, too
             sets += parity.make_inputs(self.example_inputs, self.options.seed + 1, 1, batch=3)[1:]
+        if any(self.dynamic_dims):  # and the free sequence (or spatial) lengths
+            sets.append(other_lengths(self.example_inputs, self.dynamic_dims, self.options.seed + 2))
         return sets + list(self.extra_inputs)
 
     def torch_outputs(self, inputs: tuple) -> list[tuple[str, np.ndarray]]:
@@ -116,7 +119,8 @@ def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | Non
     example_inputs = _as_tuple(example_inputs)
     module = wrap_leaf_root(module.eval(), registry)
     _runs_on(module, example_inputs)
-    gm = trace(module, example_inputs, registry)
+    free = free_dims(module, example_inputs)
+    gm = trace(module, example_inputs, registry, free)
     results = record(gm, example_inputs)
     class_name = options.class_name or _class_name(module)
     modules = dict(module.named_modules())
@@ -131,8 +135,87 @@ def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | Non
     load_weights(tf_model, bindings, {**state, **graph_values})
     ignored = [(f"{p}.{name}", why) for p, u in plan.layers.items() for name, why in u.plan.ignored]
     keys = account_keys(bindings, ignored, list(state))
-    return Port(module, example_inputs, plan, source, tf_model, bindings, keys, options,
-                _batch_is_dynamic(module, example_inputs))
+    port = Port(module, example_inputs, plan, source, tf_model, bindings, keys, options,
+                _batch_is_dynamic(module, example_inputs), free)
+    _confirm_free_dims(port)
+    return port
+
+
+def _other_size(n: int) -> int:
+    return n + 3
+
+
+def other_lengths(examples: tuple, dims: list, seed: int) -> tuple:
+    """Seeded inputs like ``examples`` with every free non-batch dim at another size."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for x, free in zip(examples, dims):
+        shape = [(_other_size(n) if d in free else n) for d, n in enumerate(x.shape)]
+        if x.dtype.is_floating_point:
+            out.append(torch.randn(shape, generator=gen).to(x.dtype))
+        elif x.dtype == torch.bool:
+            out.append(torch.randint(0, 2, shape, generator=gen).bool())
+        else:  # ids stay within what the example uses; 0/1 masks stay 0/1
+            high = int(x.max()) + 1 if x.numel() else 1
+            out.append(torch.randint(0, max(high, 1), shape, generator=gen, dtype=x.dtype))
+    return tuple(out)
+
+
+def free_dims(module: torch.nn.Module, examples: tuple) -> list[frozenset]:
+    """Per input, the non-batch dims torch also runs at another size (sequence lengths, often).
+
+    Dims of equal size across inputs (``input_ids`` and ``attention_mask`` share the sequence
+    length) are tried together first, then one at a time; a dim of size 1 stays fixed.
+    """
+    free: list[set] = [set() for _ in examples]
+    by_size: dict[int, list[tuple[int, int]]] = {}
+    for i, x in enumerate(examples):
+        for d in range(1, x.dim()):
+            if x.shape[d] >= 2:
+                by_size.setdefault(int(x.shape[d]), []).append((i, d))
+    for group in by_size.values():
+        for members in ([group] + ([[m] for m in group] if len(group) > 1 else [])):
+            if all(d in free[i] for i, d in members):
+                continue
+            dims = [set(free[i]) | {d for j, d in members if j == i} for i in range(len(examples))]
+            if _runs_at(module, examples, dims):
+                for i, d in members:
+                    free[i].add(d)
+                if members is group:
+                    break
+    return [frozenset(f) for f in free]
+
+
+def _runs_at(module, examples: tuple, dims: list) -> bool:
+    try:
+        with torch.no_grad():
+            module(*other_lengths(examples, dims, 0))
+        return True
+    except Exception:  # the user's model refuses that size: the dim is fixed
+        return False
+
+
+def _confirm_free_dims(port: Port) -> None:
+    """Keep the free dims only if the TF port computes torch's values at the other size too.
+
+    The traced graph may have fixed a length (a mapped layer's internals, or code that reads a
+    size as a constant); then the export keeps the traced size, and the report says so.
+    """
+    if not any(port.dynamic_dims):
+        return
+    inputs = other_lengths(port.example_inputs, port.dynamic_dims, port.options.seed + 2)
+    try:
+        ref = port.torch_outputs(inputs)
+        got = parity.flatten_outputs(port.tf_model(*[parity.to_numpy(x) for x in inputs]))
+        ok = len(ref) == len(got) and all(
+            parity.compare(n, r, np.asarray(g), port.tolerance.output.rtol).ok for (n, r), (_, g) in zip(ref, got))
+    except Exception:  # the TF graph cannot run at another size
+        ok = False
+    if not ok:
+        fixed = ", ".join(f"{n}{list(x.shape)}" for n, x in zip(port.input_names, port.example_inputs))
+        port.notes.append(f"input sizes other than the batch are fixed at the traced ones ({fixed}): the TF graph "
+                          "does not follow torch at other sizes")
+        port.dynamic_dims = [frozenset() for _ in port.example_inputs]
 
 
 def _runs_on(module: torch.nn.Module, examples: tuple) -> None:

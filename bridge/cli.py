@@ -125,6 +125,31 @@ def check(torch_spec, tf_spec, weights, kwargs, tf_kwargs, inputs, load_weights,
     return 0
 
 
+@build_parser.command()
+@click.option("--markdown", "as_markdown", is_flag=True, help="Print the support matrix as Markdown.")
+def support(as_markdown):
+    """Every torch.nn module class and its verdict: mapped, decompose or not supported."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .support import counts, markdown, support_rows
+
+    rows = support_rows()
+    if as_markdown:
+        click.echo(markdown(rows), nl=False)
+        return 0
+    table = Table()
+    for name in ("class", "verdict", "family"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("notes")
+    for r in rows:
+        table.add_row(r["class"], r["verdict"], r["family"], r["notes"])
+    console = Console()
+    console.print(table)
+    console.print(", ".join(f"{k}: {n}" for k, n in counts(rows).items()) + f" (of {len(rows)})")
+    return 0
+
+
 def _import_tensorflow_quietly() -> None:
     """TF's C++ start-up writes CUDA-registration noise straight to fd 2 (no env var silences it).
 

@@ -371,7 +371,7 @@ class Emitter:
                 raise NotSupported("the mapping returns a structure where torch returns one tensor")
             return TensorValue(self.assign(node.name, expr), plan.output, meta.shape, meta.dtype)
         target, value = self._unpack(node.name, meta, plan.output)
-        self.lines.append(f"{target} = {expr}")
+        self.lines.append(f"{target[1:-1]} = {expr}")  # out, (h_n, c_n) = self.lstm(x)
         return value
 
     def _feed(self, value, wants) -> str:
@@ -394,7 +394,8 @@ class Emitter:
             if not isinstance(layouts, (list, tuple)) or len(layouts) != len(meta):
                 raise NotSupported("the mapping's output structure differs from torch's")
             parts = [self._unpack(f"{base}_{i}", m, l) for i, (m, l) in enumerate(zip(meta, layouts))]
-            return "(" + ", ".join(t for t, _ in parts) + ",)", type(meta)(v for _, v in parts)
+            names = ", ".join(t for t, _ in parts) + ("," if len(parts) == 1 else "")
+            return f"({names})", type(meta)(v for _, v in parts)
         if meta is None:
             return "_", None
         raise NotSupported(f"a module output of type {type(meta).__name__}")

@@ -52,14 +52,16 @@ class ModuleCallRecord:
     output: object
 
 
-def trace(module: torch.nn.Module, example_inputs: tuple, registry: Registry) -> fx.GraphModule:
+def trace(module: torch.nn.Module, example_inputs: tuple, registry: Registry, free_dims=None) -> fx.GraphModule:
     """Export ``module`` on ``example_inputs`` and fold leaf modules back into single nodes.
+
+    ``free_dims`` lists, per input, non-batch dims to keep symbolic (a sequence length).
 
     A model that is itself one mapped module (a bare ``nn.Linear``) must be wrapped by the
     caller (see ``wrap_leaf_root``): export has no module path for the root to fold into.
     """
     refuse_packed_sequences(module, example_inputs)
-    ep, args = _export(module, example_inputs)
+    ep, args = _export(module, example_inputs, free_dims or [()] * len(example_inputs))
     calls = record_calls(module, args, registry)
     scopes = _scopes(ep, module, registry)
     values = _node_values(ep, module, args, scopes.boundary)
@@ -149,15 +151,18 @@ def wrap_leaf_root(module: torch.nn.Module, registry: Registry) -> torch.nn.Modu
     return LeafRoot(module) if is_leaf(module, registry) else module
 
 
-def _export(module, examples):
+def _export(module, examples, free_dims):
     """Non-strict export, with a symbolic batch dim when the model accepts a batch of 2.
 
     Returns the program and the inputs it was traced on (later steps replay exactly those).
     """
     batched = tuple(torch.cat([x, x])[: max(2, x.shape[0])] if x.dim() else x for x in examples)
-    dynamic = tuple({0: Dim.AUTO} if x.dim() else None for x in examples)
+    dynamic = tuple({d: Dim.AUTO for d in {0, *free}} if x.dim() else None for x, free in zip(examples, free_dims))
+    only_free = tuple({d: Dim.AUTO for d in free} or None if x.dim() else None
+                      for x, free in zip(examples, free_dims))
     first_error = None
-    for args, shapes in ((batched, dynamic), (examples, None)):
+    attempts = [(batched, dynamic), *([(examples, only_free)] if any(free_dims) else []), (examples, None)]
+    for args, shapes in attempts:
         try:
             with warnings.catch_warnings():  # export's advice is for export users, not ours
                 warnings.simplefilter("ignore")

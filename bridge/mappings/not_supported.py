@@ -48,5 +48,5 @@ NOT_SUPPORTED = {
         nn.LazyConvTranspose2d, nn.LazyConvTranspose3d, nn.LazyInstanceNorm1d, nn.LazyInstanceNorm2d,
         nn.LazyInstanceNorm3d,
         # sequence models: mapped by bridge/mappings/recurrent.py and attention.py as they land
-        nn.RNN, nn.LSTM, nn.GRU, nn.RNNCell, nn.LSTMCell, nn.GRUCell, nn.MultiheadAttention)},
+        nn.RNN, nn.LSTM, nn.GRU, nn.RNNCell, nn.LSTMCell, nn.GRUCell)},
 }
