@@ -22,13 +22,6 @@ from _parity import ATOL, Fn, Fn2, assert_port_matches, randn, seeded
 H, E = 2, 4  # heads and head dim of the SDPA rows; sequences: L = 5 queries, S = 7 keys
 
 
-class Fn3(Fn):
-    """Three-input variant of ``Fn``."""
-
-    def forward(self, x, y, z):
-        return self.fn(self, x, y, z)
-
-
 class Masked(nn.Module):
     """SDPA with a fixed mask buffer ``m``: fn(self, q, kv)."""
 
@@ -189,15 +182,17 @@ MHA_CASES = [
     pytest.param(BF, {"key_padding_mask": _padding(LQ, dead=True), "need_weights": False},
                  (SELF,), id="fast-path-dead-batch-nan"),
     pytest.param(BF, {"attn_mask": _attn(LQ, LQ, dead_row=3)}, (SELF,), id="fast-path-attn-mask-dead-row"),
-    pytest.param({"embed_dim": 6, "num_heads": 3, **BF}, {"key_padding_mask": _padding(LQ, dead=True),
-                                                    "need_weights": False}, (SELF,), id="odd-heads-sdpa-dead-batch-zero"),
+    pytest.param({"embed_dim": 6, "num_heads": 3, **BF},
+                 {"key_padding_mask": _padding(LQ, dead=True), "need_weights": False}, (SELF,),
+                 id="odd-heads-sdpa-dead-batch-zero"),
     pytest.param({}, {"key_padding_mask": _padding(LQ, dead=True)}, (SELF,), id="seq-first-self-weights-nan"),
     pytest.param({"kdim": 5, "vdim": 3}, {"key_padding_mask": _padding()}, (), id="kdim-vdim"),
     pytest.param({"kdim": 5, "vdim": 3, **BF}, {"need_weights": False, "attn_mask": _attn(LQ, S)}, (),
                  id="kdim-vdim-batch-first-sdpa"),
     pytest.param({"add_bias_kv": True, "add_zero_attn": True},
                  {"key_padding_mask": _padding(), "attn_mask": _attn(LQ, S, heads=N * 2, float_mask=True)}, (),
-                 id="bias-kv-zero-attn-3d-float-mask"),
+                 id="bias-kv-zero-attn-3d-float-mask",  # torch warns that the two mask dtypes differ: intended
+                 marks=pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")),
     pytest.param({"add_bias_kv": True}, {"need_weights": False, "attn_mask": _attn(LQ, S, dead_row=1)}, (),
                  id="bias-kv-sdpa"),
     pytest.param({}, {}, (UNB,), id="unbatched"),
@@ -281,3 +276,151 @@ def test_mha_layer_two_sequence_lengths_one_graph():
         with torch.no_grad():
             ref, _ = m(x, x, x, key_padding_mask=pad)
         _assert_close(fn(x.numpy(), pad.numpy()), ref)
+
+
+# ---------------------------------------------------------------- nn.MultiheadAttention through convert()
+
+
+class Att(nn.Module):
+    """``fn(self, *inputs)`` around one nn.MultiheadAttention ``self.att`` built by ``mha_module(**cfg)``."""
+
+    def __init__(self, fn, buffers=None, **cfg):
+        super().__init__()
+        self.fn, self.att = fn, mha_module(**cfg)
+        for name, value in (buffers or {}).items():
+            self.register_buffer(name, value)
+
+    def forward(self, *inputs):
+        return self.fn(self, *inputs)
+
+
+PAD = _padding(LQ)  # (N, LQ) key padding fed as a model input; parity's random inputs pad whole rows too
+SEQ_FIRST, BATCH_FIRST = randn(LQ, N, 8, seed=20), randn(N, LQ, 8, seed=21)
+
+MHA_PORT_CASES = [
+    pytest.param(Att(lambda s, h: s.att(h, h, h, need_weights=False)[0], batch_first=True), (BATCH_FIRST,),
+                 id="self-fast-path-output-only"),
+    pytest.param(Att(lambda s, h, pad: s.att(h, h, h, key_padding_mask=pad, need_weights=False)[0],
+                     batch_first=True), (BATCH_FIRST, PAD), id="self-padding-input-fast-path"),
+    pytest.param(Att(lambda s, h, pad: s.att(h, h, h, key_padding_mask=pad)), (SEQ_FIRST, PAD),
+                 id="self-seq-first-padding-both-outputs"),
+    pytest.param(Att(lambda s, q, kv: s.att(q, kv, kv[..., :3], attn_mask=s.m, average_attn_weights=False),
+                     {"m": _attn(LQ, S)}, kdim=5, vdim=3), (SEQ_FIRST, randn(S, N, 5, seed=22)),
+                 id="cross-kdim-vdim-seq-first-per-head-weights"),
+    pytest.param(Att(lambda s, q, kv: s.att(q, kv, kv, attn_mask=s.m, need_weights=False)[0], {"m": _attn(LQ, S)},
+                     kdim=5, vdim=5, batch_first=True), (BATCH_FIRST, randn(N, S, 5, seed=23)),
+                 id="cross-kdim-batch-first"),
+    pytest.param(Att(lambda s, h: s.att(h, h, h, attn_mask=s.m, is_causal=True, need_weights=False)[0],
+                     {"m": CAUSAL}, add_bias_kv=True, add_zero_attn=True), (SEQ_FIRST,),
+                 id="causal-bias-kv-zero-attn"),
+    pytest.param(Att(lambda s, h: s.att(h, h, h, attn_mask=s.m), {"m": _attn(LQ, LQ, heads=2, float_mask=True)},
+                     num_heads=2), (randn(LQ, 8, seed=24),), id="unbatched-3d-float-mask"),
+    pytest.param(Fn2(lambda s, x, pad: s.tel(x, src_key_padding_mask=pad),
+                     tel=nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True, dropout=0.0)),
+                 (BATCH_FIRST, PAD), id="transformer-encoder-layer"),
+]
+
+
+@pytest.mark.parametrize("module, inputs", MHA_PORT_CASES)
+def test_mha_port_matches_torch(module, inputs):
+    assert_port_matches(seeded(lambda: module), inputs)
+
+
+def test_mha_port_two_sequence_lengths_one_graph():
+    """The generated model in one tf.function with unknown lengths: L = 5 and L = 9 against torch."""
+    module = seeded(lambda: Att(lambda s, h, pad: s.att(h, h, h, key_padding_mask=pad)[0], add_bias_kv=True))
+    port = assert_port_matches(module, (SEQ_FIRST, PAD))
+    fn = tf.function(port.tf_model.__call__, input_signature=[tf.TensorSpec([None, None, 8], tf.float32),
+                                                             tf.TensorSpec([None, None], tf.bool)])
+    for length in (5, 9):
+        x, pad = randn(length, N, 8, seed=length), _padding(length, seed=length)
+        with torch.no_grad():
+            ref = module(x, pad)
+        _assert_close(fn(x.numpy(), pad.numpy()), ref)
+
+
+# Known limitations of the tracer (bridge/trace.py), kept as strict xfails: each starts passing, and so
+# fails here, the day it is fixed.
+
+
+class TwoAttentions(nn.Module):
+    def __init__(self, **cfg):
+        super().__init__()
+        self.a, self.b = mha_module(**cfg), mha_module(**cfg)
+
+    def forward(self, h, pad):
+        x = self.a(h, h, h, key_padding_mask=pad, need_weights=False)[0]
+        return self.b(x, x, x, need_weights=False)[0]
+
+
+@pytest.mark.xfail(strict=True, raises=UnsupportedError,
+                   reason="export shares the symbolic size batch*heads between the two modules; the tracer "
+                          "folds it into the first one and then refuses its use by the second")
+def test_two_attention_modules_share_sizes():
+    assert_port_matches(seeded(lambda: TwoAttentions(batch_first=True)), (BATCH_FIRST, PAD))
+
+
+@pytest.mark.xfail(strict=True, raises=UnsupportedError,
+                   reason="the example has a fully padded sequence: torch's eager fast path (recorded by the "
+                          "tracer) gives NaN where the exported slow path gives numbers, so the output is not found")
+def test_fast_path_fully_padded_example():
+    module = Att(lambda s, h, pad: s.att(h, h, h, key_padding_mask=pad, need_weights=False)[0], batch_first=True)
+    assert_port_matches(seeded(lambda: module), (BATCH_FIRST, _padding(LQ, dead=True)))
+
+
+# ---------------------------------------------------------------- tfjs (node: cpu and wasm)
+TFJS_ATOL = 1e-4  # TF vs tfjs float32 kernels differ by ~1e-6 (TOOLCHAIN-NOTES); the project's export bound
+
+
+class AttentionZoo(nn.Module):
+    """Representative attention forms in one model, so one tfjs conversion checks them all.
+
+    SDPA: causal with L < S and L > S, a bool mask with a dead row, a float 4-D mask with scale,
+    GQA 4 heads over 2, a bool padding input. MHA: batch-first self-attention with the padding
+    input (torch's fast path), cross-attention with kdim/vdim, bias_kv, zero_attn, a bool mask and
+    both outputs, and seq-first is_causal self-attention (SDPA's causal mask).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("bool_mask", _bool_mask(5, 7, dead_row=2))
+        self.register_buffer("float_mask", _float_mask(1, H, 5, 7))
+        self.register_buffer("cross_mask", _attn(5, 7))
+        self.register_buffer("causal", torch.ones(6, 6, dtype=torch.bool).triu(1))
+        # distinct head counts and query lengths: see test_two_attention_modules_share_sizes
+        self.self_att = mha_module(batch_first=True)
+        self.cross_att = mha_module(num_heads=4, kdim=E, vdim=E, add_bias_kv=True, add_zero_attn=True,
+                                    batch_first=True)
+        self.causal_att = mha_module(num_heads=1)
+
+    def forward(self, q, kv, pad, h):
+        q2, seq_first = q[:, :H], h[:, :6].transpose(0, 1)
+        return (sdpa(q2, kv, kv, is_causal=True), sdpa(kv, q2, q2, is_causal=True),
+                sdpa(q2, kv, kv, attn_mask=self.bool_mask), sdpa(q2, kv, kv, attn_mask=self.float_mask, scale=0.3),
+                sdpa(q, kv, kv, enable_gqa=True), sdpa(q2, kv, kv, attn_mask=pad[:, None, None, :]),
+                self.self_att(h, h, h, key_padding_mask=pad, need_weights=False)[0],
+                self.cross_att(h[:, :5], kv[:, 0], kv[:, 1], attn_mask=self.cross_mask),
+                self.causal_att(seq_first, seq_first, seq_first, attn_mask=self.causal, is_causal=True,
+                                need_weights=False)[0])
+
+
+def _tfjs_ports():
+    # no row all True or all False: a fully padded MHA row is NaN in torch's fast path (JSON has no NaN)
+    pad = torch.tensor([[True, False, True, True, False, True, True], [False, True, True, False, True, True, True]])
+    yield "attention", assert_port_matches(seeded(AttentionZoo), (randn(2, 4, 5, E), KV, pad, randn(2, 7, 8)))
+
+
+@pytest.mark.node
+def test_attention_runs_in_tfjs(node_or_skip, tmp_path):
+    """Saved ports run in tfjs-cpu and tfjs-wasm within 1e-4 * max(1, max|torch|) per output."""
+    for name, port in _tfjs_ports():
+        result = port.save(tmp_path / name, per_module_tfjs=False, browser_backends=())
+        scale: dict[str, float] = {}
+        for inputs in port.parity_inputs():
+            for n, a in port.torch_outputs(inputs):
+                scale[n] = max(scale.get(n, 1.0), float(np.max(np.abs(a))))
+        runtimes = {r["runtime"]: r for r in result["parity"]["runtimes"]}
+        for backend in ("tfjs-cpu", "tfjs-wasm"):
+            assert runtimes[backend]["skipped"] is None, runtimes[backend]
+            for out in runtimes[backend]["outputs"]:
+                assert out["problem"] is None and out["max_abs_error"] <= TFJS_ATOL * scale[out["name"]], (name, out)

@@ -11,7 +11,7 @@ import torch
 from .. import layout as lay
 from .. import transforms as T
 from ..plan import TensorValue
-from ..registry import NotSupported, Weight, op_mapping
+from ..registry import LayerPlan, NotSupported, Weight, module_mapping, op_mapping
 
 A = torch.ops.aten
 
@@ -78,4 +78,28 @@ def mha_fast_path(m: torch.nn.MultiheadAttention, batched: bool, self_attention:
             and not m.add_zero_attn and m._qkv_same_embed_dim and m.in_proj_bias is not None)
 
 
-MAPPINGS = (scaled_dot_product_attention,)
+@module_mapping(torch.nn.MultiheadAttention)
+def multihead_attention(m, call):
+    """nn.MultiheadAttention in eval mode: L.MultiheadAttention, returning (attn_output, attn_weights or None)."""
+    if m.training and m.dropout:
+        raise NotSupported("dropout during training")
+    query, key, value = (call.argument(n) for n in ("query", "key", "value"))
+    masks = [call.argument(n) for n in ("key_padding_mask", "attn_mask")]
+    float_mask = any(isinstance(t, TensorValue) and t.dtype.is_floating_point for t in masks)
+    self_attention = isinstance(query, TensorValue) and all(
+        isinstance(t, TensorValue) and t.var == query.var for t in (key, value))
+    fast = mha_fast_path(m, query.rank == 3, self_attention, float_mask)
+    inputs = tuple(lay.identity(t.rank) for t in call.inputs)
+    return LayerPlan("MultiheadAttention", mha_config(m, fast), mha_weights(m), inputs, _output_layouts(call.out_meta))
+
+
+def _output_layouts(meta):
+    """torch's (attn_output, attn_weights or None), each in torch's layout."""
+    if meta is None:
+        return None
+    if isinstance(meta, (tuple, list)):
+        return type(meta)(_output_layouts(x) for x in meta)
+    return lay.identity(len(meta.shape))
+
+
+MAPPINGS = (scaled_dot_product_attention, multihead_attention)
