@@ -180,3 +180,74 @@ class TensorConstants(nn.Module):
 
 def test_tensor_constants_in_forward():
     assert_port_matches(seeded(TensorConstants), (randn(3, 2),))
+
+
+# ---------------------------------------------------------------- comparisons, masks, where, clamp, math, cumsum, tril
+ELEMENTWISE = [
+    pytest.param(lambda s, x, y: (x > 0).float() + (x <= y).float(), id="gt-le"),
+    pytest.param(lambda s, x, y: (x >= 0.5).float() - (x < y).float(), id="ge-lt"),
+    pytest.param(lambda s, x, y: ((x > 0) == (y > 0)).float() + ((x > 0) != (y < 0)).float(), id="eq-ne-bools"),
+    pytest.param(lambda s, x, y: (x.long() == 0).float(), id="eq-int-scalar"),
+    pytest.param(lambda s, x, y: ((x > 0) & (y < 0)).float() + ((x > 1) | (y > 1)).float(), id="and-or"),
+    pytest.param(lambda s, x, y: ((x > 0) ^ (y > 0)).float() + (~(x > 0)).float(), id="xor-not"),
+    pytest.param(lambda s, x, y: torch.logical_and(x > 0, torch.logical_not(y > 0)).float(), id="logical-and-not"),
+    pytest.param(lambda s, x, y: torch.logical_or(x > 0, y > 0).float() * x, id="logical-or-mul"),
+    pytest.param(lambda s, x, y: torch.where(x > 0, x, y), id="where-tensors"),
+    pytest.param(lambda s, x, y: torch.where(x > 0, x, 0.0), id="where-scalar-other"),
+    pytest.param(lambda s, x, y: torch.where(y < 0, -1.5, x), id="where-scalar-self"),
+    pytest.param(lambda s, x, y: torch.where(x > y, 1.0, -1.0), id="where-two-scalars"),
+    pytest.param(lambda s, x, y: torch.where(x[:, :1] > 0, x, y[0]), id="where-broadcast"),
+    pytest.param(lambda s, x, y: x.masked_fill(y > 0, -1e9).softmax(-1), id="masked-fill-softmax"),
+    pytest.param(lambda s, x, y: x.masked_fill(y > 0.5, float("-inf")).exp(), id="masked-fill-minus-inf"),
+    pytest.param(lambda s, x, y: x.masked_fill(y[:, :, :1] > 0, y.amax()), id="masked-fill-tensor"),
+    pytest.param(lambda s, x, y: x.clamp(-0.5, 0.5) + x.clamp(min=0.1) + torch.clamp_max(x, 0.2), id="clamp"),
+    pytest.param(lambda s, x, y: x.clamp(max=y) + x.clamp(min=y[0]), id="clamp-tensor"),
+    pytest.param(lambda s, x, y: torch.maximum(x, y) - torch.minimum(x, y[:, :1]), id="maximum-minimum"),
+    pytest.param(lambda s, x, y: x.cos() * y.sin() + torch.erf(x), id="cos-sin-erf"),
+    pytest.param(lambda s, x, y: x.pow(3) + x ** 2 + 2 ** y, id="pow-scalars"),
+    pytest.param(lambda s, x, y: x.abs() ** y, id="pow-tensors"),
+    pytest.param(lambda s, x, y: x.cumsum(1) + torch.cumsum(y, -1), id="cumsum"),
+    pytest.param(lambda s, x, y: x * (y > 0).cumsum(2), id="cumsum-bool-is-int"),
+    pytest.param(lambda s, x, y: x.tril() + y.triu(1), id="tril-triu"),
+    pytest.param(lambda s, x, y: torch.tril(x, -1) - torch.triu(y, -2), id="tril-triu-negative-diagonal"),
+    pytest.param(lambda s, x, y: x * (y > 0), id="float-times-bool"),
+    pytest.param(lambda s, x, y: x + (y > 0).long() / 2, id="int-true-division"),
+    pytest.param(lambda s, x, y: (y * 3).long() * 0.5 - x, id="int-times-float-scalar"),
+    pytest.param(lambda s, x, y: x + (y > 0).sum(-1, keepdim=True), id="sum-of-bools"),
+]
+
+
+@pytest.mark.parametrize("fn", ELEMENTWISE)
+def test_elementwise(fn):
+    assert_port_matches(seeded(lambda: Fn2(fn)), (randn(2, 4, 5), randn(2, 4, 5, seed=1)))
+
+
+ON_CONV_MAP = [  # NHWC inside TF: each op must act on the TF axis holding torch's dim
+    pytest.param(lambda s, y, x: torch.where(y > 0, y, s.g * y), id="where-param-C11"),
+    pytest.param(lambda s, y, x: y.masked_fill(y < s.g, 0.0), id="masked-fill-param-C11"),
+    pytest.param(lambda s, y, x: y.clamp(0, 6) + torch.maximum(y, s.g), id="clamp-maximum"),
+    pytest.param(lambda s, y, x: (y > s.g).float() * y.cos(), id="gt-param-cos"),
+    pytest.param(lambda s, y, x: y.cumsum(1) + y.cumsum(-1), id="cumsum-channels-W"),
+    pytest.param(lambda s, y, x: y.tril(), id="tril-HW"),
+]
+
+
+@pytest.mark.parametrize("fn", ON_CONV_MAP)
+def test_elementwise_on_conv_map(fn):
+    assert_port_matches(seeded(lambda: ConvParams(fn)), (randn(2, 3, 7, 9),))
+
+
+class AddMM(nn.Module):
+    """GPT-2's Conv1D: addmm(bias, x.view(-1, nx), weight).view(..., nf)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(5, 6))
+        self.bias = nn.Parameter(torch.randn(6))
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x.view(-1, 5), self.weight).view(*x.shape[:-1], 6)
+
+
+def test_addmm():
+    assert_port_matches(seeded(AddMM), (randn(2, 4, 5),))

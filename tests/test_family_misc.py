@@ -34,26 +34,26 @@ class ManyUnsupported(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.lstm = nn.LSTM(4, 3, batch_first=True)
+        self.pool = nn.FractionalMaxPool2d(2, output_size=(2, 2))  # refused for good: random regions
         self.conv3d = nn.Conv3d(2, 2, 1)
         self.fc = nn.Linear(4, 4)
 
     def forward(self, x, v):
-        seq, _ = self.lstm(x)
+        pooled = self.pool(x.unsqueeze(1))
         h = self.fc(x)
-        running = torch.cumsum(h, 1)  # line of the cumsum op
+        running = torch.cumprod(h, 1)  # line of the cumprod op
         spectrum = torch.fft.fft(h)  # line of the fft op
-        return seq, self.conv3d(v), running, spectrum.real  # line of the real op
+        return pooled, self.conv3d(v), running, spectrum.real  # line of the real op
 
 
 class UnusedUnsupported(ManyUnsupported):
     """The same four parts computed but not returned: they must still be reported."""
 
     def forward(self, x, v):
-        self.lstm(x)
+        self.pool(x.unsqueeze(1))
         self.conv3d(v)
         h = self.fc(x)
-        torch.cumsum(h, 1)  # line of the cumsum op
+        torch.cumprod(h, 1)  # line of the cumprod op
         torch.fft.fft(h)  # line of the fft op
         return h
 
@@ -72,11 +72,11 @@ def _assert_all_reported(cls):
     items = info.value.items
     text = "\n".join(u.line() for u in items)
     by_where = {u.where: u for u in items}
-    assert by_where["lstm"].what == "torch.nn.modules.rnn.LSTM", text
+    assert by_where["pool"].what == "torch.nn.modules.pooling.FractionalMaxPool2d", text
     assert by_where["conv3d"].what == "torch.nn.modules.conv.Conv3d", text
     ops = [u for u in items if u.where.startswith("op at ")]
-    cumsum_line, fft_line = _line_of(cls, "cumsum op"), _line_of(cls, "fft op")
-    assert any("cumsum" in u.what and u.where == f"op at test_family_misc.py:{cumsum_line}" for u in ops), text
+    cumprod_line, fft_line = _line_of(cls, "cumprod op"), _line_of(cls, "fft op")
+    assert any("cumprod" in u.what and u.where == f"op at test_family_misc.py:{cumprod_line}" for u in ops), text
     assert any("fft" in u.what and u.where == f"op at test_family_misc.py:{fft_line}" for u in ops), text
     # nothing reported twice; mapped ops downstream of them are not reported, unmapped ones are
     expected = 5 if cls is ManyUnsupported else 4
@@ -93,3 +93,36 @@ def test_unsupported_all_reported_at_once():
 
 def test_unsupported_all_reported_at_once_when_unused():
     _assert_all_reported(UnusedUnsupported)
+
+
+# ---------------------------------------------------------------- factories and casts
+FACTORIES = [
+    pytest.param(lambda s, x: x + torch.arange(5), id="arange-int-promoted"),
+    pytest.param(lambda s, x: x * torch.arange(1, 6) + torch.arange(0, 10, 2), id="arange-start-step"),
+    pytest.param(lambda s, x: x * torch.arange(5, dtype=torch.float32) / 4, id="arange-float"),
+    pytest.param(lambda s, x: x + torch.arange(x.size(0))[:, None, None], id="arange-dynamic-batch"),
+    pytest.param(lambda s, x: x + torch.arange(0.5, 2.0, 0.5)[:, None], id="arange-float-step"),
+    pytest.param(lambda s, x: x + torch.zeros(3, 5) + torch.ones(x.size(0), 1, 1), id="zeros-ones"),
+    pytest.param(lambda s, x: x * torch.full((5,), 2.5) + torch.full((1,), 7, dtype=torch.long), id="full"),
+    pytest.param(lambda s, x: x + x.new_ones(3, 5) - x.new_zeros((x.size(0), 3, 5)), id="new-ones-zeros"),
+    pytest.param(lambda s, x: x * x.new_full((5,), 0.5), id="new-full"),
+    pytest.param(lambda s, x: torch.zeros_like(x) + x * torch.ones_like(x) - torch.full_like(x, 3.0), id="like"),
+    pytest.param(lambda s, x: torch.where(x > 0, torch.full_like(x, float("-inf")), x).exp(), id="full-like-inf"),
+    pytest.param(lambda s, x: x + torch.scalar_tensor(2.0), id="scalar-tensor"),
+    pytest.param(lambda s, x: (x * 3).to(torch.int32).to(torch.float32), id="cast-truncates"),
+    pytest.param(lambda s, x: x.to("cpu", torch.float64) * 2, id="cast-to-device-dtype"),
+    pytest.param(lambda s, x: (x > 0).type_as(x) * x, id="type-as"),
+]
+
+
+@pytest.mark.parametrize("fn", FACTORIES)
+def test_factories_and_casts(fn):
+    assert_port_matches(seeded(lambda: Fn(fn)), (randn(2, 3, 5),))
+
+
+def test_factory_like_on_conv_map():
+    """zeros_like / full_like of an NHWC value keep its layout (no transpose for them)."""
+    module = Fn(lambda s, x: s.conv(x) + torch.full_like(s.conv(x), 0.5) * torch.ones_like(s.conv(x)),
+                conv=nn.Conv2d(3, 4, 3))
+    port = assert_port_matches(seeded(lambda: module), (randn(2, 3, 7, 9),))
+    assert port.source.count("tf.transpose") == 2, port.source

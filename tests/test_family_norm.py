@@ -1,8 +1,11 @@
-"""BatchNorm1d/2d (randomized running stats, affine off, batch statistics) and LayerNorm."""
+"""BatchNorm1d/2d (randomized running stats, affine off, batch statistics), LayerNorm, and the
+functional forms F.layer_norm / F.rms_norm and a hand-written (Llama-style) RMS norm."""
 
 from __future__ import annotations
 
 import pytest
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from _parity import Fn, assert_port_matches, randn, seeded
@@ -42,3 +45,30 @@ CASES = [
 @pytest.mark.parametrize("factory, shape", CASES)
 def test_norm(factory, shape):
     assert_port_matches(seeded(factory), (randn(*shape),))
+
+
+class FunctionalNorms(nn.Module):
+    """F.layer_norm / F.rms_norm with raw parameters, and Llama's hand-written RMS norm."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.weight = nn.Parameter(1 + 0.5 * torch.randn(8))
+        self.bias = nn.Parameter(0.5 * torch.randn(8))
+
+    def forward(self, x):
+        if self.kind == "layer_norm":
+            return F.layer_norm(x, (8,), self.weight, self.bias, 1e-5)
+        if self.kind == "layer_norm-plain":
+            return F.layer_norm(x, (5, 8))
+        if self.kind == "rms_norm":
+            return F.rms_norm(x, (8,), self.weight, 1e-6)
+        if self.kind == "rms_norm-plain":
+            return F.rms_norm(x, (5, 8))
+        variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)  # LlamaRMSNorm, written out
+        return self.weight * (x * torch.rsqrt(variance + 1e-6)).to(x.dtype)
+
+
+@pytest.mark.parametrize("kind", ["layer_norm", "layer_norm-plain", "rms_norm", "rms_norm-plain", "llama-rms"])
+def test_functional_norm(kind):
+    assert_port_matches(seeded(lambda: FunctionalNorms(kind)), (randn(2, 5, 8),))

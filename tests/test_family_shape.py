@@ -192,3 +192,78 @@ def test_transpose_count_conv1d():
     module = nn.Sequential(nn.Conv1d(3, 4, 3), nn.BatchNorm1d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 7, 2))
     port = assert_port_matches(seeded(lambda: module), (randn(2, 3, 9),))
     assert port.source.count("tf.transpose") == 1, port.source
+
+
+# ---------------------------------------------------------------- expand, split, tensor indexing, gather, embedding
+SEQ = [
+    pytest.param(lambda s, x: x[:, :1].expand(-1, 3, -1), id="expand-minus1"),
+    pytest.param(lambda s, x: x[:1].expand(x.size(0), -1, -1) * x, id="expand-dynamic-batch"),
+    pytest.param(lambda s, x: x[0].expand(2, 3, 5) + x, id="expand-new-leading-dim"),
+    pytest.param(lambda s, x: x[:, :, :1].expand_as(x) - x, id="expand-as"),
+    pytest.param(lambda s, x: x.expand(2, 3, 5), id="expand-noop"),
+    pytest.param(lambda s, x: torch.split(x, 2, dim=-1), id="split-size"),
+    pytest.param(lambda s, x: torch.split(x, [1, 4], -1)[1] * 2, id="split-sizes"),
+    pytest.param(lambda s, x: x.chunk(3, 1), id="chunk"),
+    pytest.param(lambda s, x: x.unbind(1), id="unbind"),
+    pytest.param(lambda s, x: x[:, torch.tensor([2, 0, -1])], id="index-one-tensor-negative"),
+    pytest.param(lambda s, x: x[..., torch.tensor([[4, 0], [1, 1]])], id="index-last-dim-2d"),
+    pytest.param(lambda s, x: x[torch.arange(2)[:, None], torch.tensor([[0, 2, 1]])], id="index-two-broadcast"),
+    pytest.param(lambda s, x: x.index_select(2, torch.tensor([3, 1])), id="index-select"),
+    pytest.param(lambda s, x: torch.gather(x, 2, torch.tensor([[[0, 4], [1, 1], [3, 2]]]).expand(2, -1, -1)),
+                 id="gather-last"),
+    pytest.param(lambda s, x: x.gather(1, torch.tensor([[[2, 0, 1, 1, 0]]]).expand(2, -1, -1)), id="gather-middle"),
+]
+
+
+@pytest.mark.parametrize("fn", SEQ)
+def test_sequence_shapes(fn):
+    assert_port_matches(seeded(lambda: Fn(fn)), (randn(2, 3, 5),))
+
+
+AFTER_CONV = [  # NHWC inside TF
+    pytest.param(conv_then(lambda s, x: x.mean(1, keepdim=True).expand(-1, C, -1, -1) + x), id="expand-channels"),
+    pytest.param(conv_then(lambda s, x: torch.split(x, [1, 3], 1)), id="split-channels"),
+    pytest.param(conv_then(lambda s, x: x.chunk(2, 2)[0]), id="chunk-H"),
+    pytest.param(conv_then(lambda s, x: x.unbind(1)[2]), id="unbind-channels"),
+    pytest.param(conv_then(lambda s, x: x.index_select(1, torch.tensor([3, 0]))), id="index-select-channels"),
+    pytest.param(conv_then(lambda s, x: x[:, torch.tensor([1, 2])]), id="index-tensor-channels"),
+]
+
+
+@pytest.mark.parametrize("factory", AFTER_CONV)
+def test_sequence_shapes_after_conv(factory):
+    assert_port_matches(seeded(factory), (randn(2, 3, 7, 9),))
+
+
+def test_gather_with_index_input():
+    """torch.gather with an int64 index input (random parity indices stay in [0, 2])."""
+    index = torch.tensor([[[0, 1, 2, 0, 1], [2, 2, 0, 1, 0]], [[1, 0, 0, 2, 2], [0, 1, 2, 1, 0]]])
+    assert_port_matches(seeded(lambda: Fn2(lambda s, x, i: torch.gather(x, 1, i))), (randn(2, 3, 5), index))
+
+
+def test_index_like_hf_mask():
+    """The padding-mask lookup transformers records: mask[batch[:, None, None, None], kv[None, None, None, :]]."""
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, 4:] = 0
+
+    def fn(s, x, m):
+        b, kv = torch.arange(m.size(0)), torch.arange(m.size(1))
+        picked = m.bool()[b[:, None, None, None], kv[None, None, None, :]]  # (B, 1, 1, S)
+        return x.masked_fill(~picked, -1e9).softmax(-1)
+
+    assert_port_matches(seeded(lambda: Fn2(fn)), (randn(2, 2, 6, 6), mask))
+
+
+class RawEmbedding(nn.Module):
+    """F.embedding with a raw weight (no nn.Embedding): ids -> rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(10, 4))
+
+    def forward(self, ids):
+        return F.embedding(ids, self.table) * 2
+
+
+def test_embedding_op():
+    assert_port_matches(seeded(RawEmbedding), (torch.tensor([[1, 9, 0], [4, 4, 7]]),))

@@ -8,11 +8,11 @@ its own file; the torch-side mapping that chooses a layer is in
 from .activation import GELU, Identity, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh, gelu, silu
 from .base import Layer, Namespace, keep_batch_reshape, parameter, record_outputs, tap
 from .conv import Conv1d, Conv2d
-from .linear import Embedding, Linear, matmul
-from .norm import BatchNorm, LayerNorm
+from .linear import Embedding, Linear, lookup, matmul
+from .norm import BatchNorm, LayerNorm, layer_norm, rms_norm
 from .padding import pad_axes, spatial_pad
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, adaptive_avg_pool2d, avg_pool2d, max_pool2d
-from .shape import Flatten
+from .shape import Flatten, take, take_along, take_nd, triangle
 from .recurrent import *  # noqa: F401,F403  (each new family lists its names in __all__)
 from .attention import *  # noqa: F401,F403
 

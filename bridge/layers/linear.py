@@ -31,7 +31,12 @@ class Embedding(Layer):
         self.embeddings = self.variable("embeddings", [num_embeddings, embedding_dim])
 
     def call(self, ids):
-        return tf.gather(self.embeddings, tf.cast(ids, tf.int32))
+        return lookup(self.embeddings, ids)
+
+
+def lookup(table, ids):
+    """Rows of ``table`` for integer ``ids`` (int32 indices: what tfjs runs)."""
+    return tf.gather(table, tf.cast(ids, tf.int32))
 
 
 def matmul(a, b, transpose_a: bool = False, transpose_b: bool = False):

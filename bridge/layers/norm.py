@@ -1,6 +1,6 @@
 """BatchNorm (over the last TF axis: channels-last) and LayerNorm (over the last
-``len(normalized_shape)`` axes). Both are written as plain arithmetic so no
-fused op reaches tfjs."""
+``len(normalized_shape)`` axes), and the functions layer_norm / rms_norm for the
+functional forms. All are written as plain arithmetic so no fused op reaches tfjs."""
 
 from __future__ import annotations
 
@@ -34,6 +34,29 @@ class BatchNorm(Layer):
         return x * scale + shift
 
 
+def layer_norm(x, ndim: int, eps: float, gamma=None, beta=None):
+    """Normalize over the last ``ndim`` axes: (x - mean) / sqrt(var + eps), then scale and shift."""
+    x = tf.convert_to_tensor(x)
+    axes = list(range(x.shape.rank - ndim, x.shape.rank))
+    mean = tf.reduce_mean(x, axes, keepdims=True)
+    centered = x - mean
+    var = tf.reduce_mean(tf.square(centered), axes, keepdims=True)
+    y = centered * tf.math.rsqrt(var + eps)
+    if gamma is not None:
+        y = y * gamma
+    if beta is not None:
+        y = y + beta
+    return y
+
+
+def rms_norm(x, ndim: int, eps: float, gamma=None):
+    """x / sqrt(mean(x^2) + eps) over the last ``ndim`` axes, then scaled (torch.nn.RMSNorm)."""
+    x = tf.convert_to_tensor(x)
+    axes = list(range(x.shape.rank - ndim, x.shape.rank))
+    y = x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axes, keepdims=True) + eps)
+    return y * gamma if gamma is not None else y
+
+
 class LayerNorm(Layer):
     def __init__(self, *, path, normalized_shape: tuple, eps: float, elementwise_affine: bool = True, bias: bool = True):
         super().__init__(path=path)
@@ -42,13 +65,4 @@ class LayerNorm(Layer):
         self.beta = self.variable("beta", list(normalized_shape)) if elementwise_affine and bias else None
 
     def call(self, x):
-        axes = list(range(x.shape.rank - self.ndim, x.shape.rank))
-        mean = tf.reduce_mean(x, axes, keepdims=True)
-        centered = x - mean
-        var = tf.reduce_mean(tf.square(centered), axes, keepdims=True)
-        y = centered * tf.math.rsqrt(var + self.eps)
-        if self.gamma is not None:
-            y = y * self.gamma
-        if self.beta is not None:
-            y = y + self.beta
-        return y
+        return layer_norm(x, self.ndim, self.eps, self.gamma, self.beta)

@@ -1,6 +1,9 @@
-"""Arithmetic: + - * / (operators, torch functions and methods), matmul, and
-the reductions mean/sum/amax. Elementwise ops keep a shared layout; reductions
-translate torch dims into TF axes of the value's layout."""
+"""Arithmetic: + - * / (operators, torch functions and methods), comparisons and
+logical ops, where/masked_fill, clamp/maximum/minimum, matmul/addmm, unary math
+(exp, log, cos, sin, erf ...), cumsum, tril/triu, and the reductions
+mean/sum/amax. Elementwise ops keep a shared layout; reductions translate torch
+dims into TF axes of the value's layout. Operands are cast to the dtype torch
+computes in (e.g. an int64 mask times a float), since TF does not promote."""
 
 from __future__ import annotations
 
@@ -18,6 +21,56 @@ A = torch.ops.aten
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//"}
 
 
+def scalar(value, dtype: torch.dtype | None = None) -> str:
+    """A Python number as TF source: inf/nan spelled out; a typed constant when ``dtype`` is given."""
+    if isinstance(value, float) and not math.isfinite(value):
+        text = f"float({str(value)!r})"
+    else:
+        text = repr(value)
+    return f"tf.constant({text}, {tf_dtype(dtype)})" if dtype is not None else text
+
+
+def tf_dtype(dtype: torch.dtype) -> str:
+    return f"tf.{str(dtype).replace('torch.', '')}"
+
+
+def compute_dtype(values) -> torch.dtype:
+    """The dtype torch compares in: tensor dtypes promoted, and a Python float lifts integers."""
+    dtypes = [v.dtype for v in values if isinstance(v, TensorValue)]
+    result = dtypes[0]
+    for d in dtypes[1:]:
+        result = torch.promote_types(result, d)
+    if not result.is_floating_point and any(isinstance(v, float) for v in values):
+        result = torch.get_default_dtype()
+    return result
+
+
+def operand(c, v, want: lay.Layout, main: TensorValue, dtype: torch.dtype | None, typed: bool = False) -> str:
+    """One operand of an elementwise op, in ``want``'s arrangement and cast to ``dtype`` (None: as it is)."""
+    if isinstance(v, PyValue):  # a size read at run time is an int32 scalar tensor in TF
+        literal = v.expr.lstrip("-").isdigit()
+        return v.expr if literal and not typed else f"tf.cast({v.expr}, {tf_dtype(dtype)})"
+    if not isinstance(v, TensorValue):
+        return scalar(v, dtype if typed else None)
+    text = c.tensor(v, want) if v is main else broadcast_operand(c, v, want)
+    return text if dtype is None or v.dtype == dtype else f"tf.cast({text}, {tf_dtype(dtype)})"
+
+
+def elementwise(c, values, dtype: torch.dtype | None = None, typed: bool = False,
+                as_is: tuple[int, ...] = ()) -> tuple[list[str], lay.Layout]:
+    """Render the operands of an elementwise op: the largest tensor keeps its layout, the others broadcast to it.
+
+    Operands are cast to ``dtype`` (default: torch's result dtype) except those at ``as_is``;
+    ``typed`` makes Python numbers typed constants (for ops that do not convert them, like where).
+    With a single tensor any layout works, a folded flatten included.
+    """
+    tensors = [v for v in values if isinstance(v, TensorValue)]
+    main = max(tensors, key=lambda t: (t.rank, math.prod(t.shape)))
+    want = main.layout if len(tensors) == 1 else keep_layout(main)
+    dtype = dtype or c.out_meta.dtype
+    return [operand(c, v, want, main, None if i in as_is else dtype, typed) for i, v in enumerate(values)], want
+
+
 def _binary(kind: str, swap: bool = False):
     sym = _SYMBOL[kind]
 
@@ -33,12 +86,7 @@ def _binary(kind: str, swap: bool = False):
             return PyValue(f"({c.render(a)} {sym} {c.render(b)})", c.em.results[c.node])
         if kind == "floordiv":
             raise NotSupported("floor division of tensors")
-        if len(tensors) == 1:  # with a Python number: any layout works, a folded flatten included
-            want = tensors[0].layout
-            return c.out(f"{c.tensor(a, want)} {sym} {c.tensor(b, want)}", want)
-        main = max(tensors, key=lambda t: (t.rank, math.prod(t.shape)))  # the largest keeps its layout
-        want = keep_layout(main)
-        left, right = (c.tensor(v, want) if v is main else broadcast_operand(c, v, want) for v in (a, b))
+        (left, right), want = elementwise(c, (a, b))
         return c.out(f"{left} {sym} {right}", want)
 
     return emit
@@ -50,7 +98,8 @@ def broadcast_operand(c, t: TensorValue, want: lay.Perm) -> str:
     Torch aligns trailing dims, TF aligns trailing axes. When those already agree ``t`` is used
     as stored; else it is reshaped into ``want``'s axis order (e.g. a (C, 1, 1) scale for an NHWC
     map becomes (1, 1, 1, C)), with one transpose of ``t`` first only if its non-size-1 dims are
-    out of order. The feature map itself is never transposed for a small operand.
+    out of order. The feature map itself is never transposed for a small operand. Sizes other
+    than the first are read at run time, so a dynamic one (a sequence length) stays dynamic.
     """
     if t.rank == 0:
         return c.tensor(t)
@@ -61,8 +110,11 @@ def broadcast_operand(c, t: TensorValue, want: lay.Perm) -> str:
         src = lay.Perm(order)
     if all(want.perm[lead + i] == lead + q for i, q in enumerate(src.perm)):  # TF broadcasts it as is
         return c.tensor(t, src)
-    shape = [1 if p < lead else -1 if p == lead else t.shape[p - lead] for p in want.perm]
-    return f"tf.reshape({c.tensor(t, src)}, {shape})"
+    var = c.tensor(t, src)
+    sized = [p for p in want.perm if p >= lead and t.shape[p - lead] != 1]  # only size-1 dims move
+    shape = [-1 if sized and p == sized[0] else f"tf.shape({var})[{src.tf_axis(p - lead)}]" if p in sized else 1
+             for p in want.perm]
+    return f"tf.reshape({var}, [{', '.join(map(str, shape))}])"
 
 
 add = op_mapping(A.add.Tensor, A.add.Scalar, A.add_.Tensor, operator.add)(_binary("add"))
@@ -71,6 +123,93 @@ rsub = op_mapping(A.rsub.Scalar, A.rsub.Tensor)(_binary("sub", swap=True))
 mul = op_mapping(A.mul.Tensor, A.mul.Scalar, A.mul_.Tensor, operator.mul)(_binary("mul"))
 div = op_mapping(A.div.Tensor, A.div.Scalar, A.div_.Tensor, A.div.Tensor_mode, operator.truediv)(_binary("div"))
 floordiv = op_mapping(operator.floordiv)(_binary("floordiv"))
+
+
+def _function(fn: str, compare: bool = False):
+    """An elementwise op written as ``fn(a, b, ...)`` over the node's tensor/scalar arguments."""
+
+    def emit(c):
+        values = [c.em.value(a) for a in c.node.args]
+        dtype = compute_dtype(values) if compare else None
+        parts, want = elementwise(c, values, dtype)
+        return c.out(f"{fn}({', '.join(parts)})", want)
+
+    return emit
+
+
+_COMPARE = {"eq": "tf.equal", "ne": "tf.not_equal", "lt": "tf.less", "le": "tf.less_equal",
+            "gt": "tf.greater", "ge": "tf.greater_equal"}
+eq, ne, lt, le, gt, ge = (op_mapping(getattr(A, k).Tensor, getattr(A, k).Scalar)(_function(fn, compare=True))
+                          for k, fn in _COMPARE.items())
+maximum = op_mapping(A.maximum.default)(_function("tf.maximum"))
+minimum = op_mapping(A.minimum.default)(_function("tf.minimum"))
+
+
+def _logical(bool_fn: str, int_fn: str):
+    """and/or/xor: logical on bools (masks), bitwise on integers, as torch's & | ^ are."""
+
+    def emit(c):
+        values = [c.em.value(a) for a in c.node.args[:2]]
+        fn = bool_fn if c.out_meta.dtype == torch.bool else int_fn
+        parts, want = elementwise(c, values)
+        return c.out(f"{fn}({', '.join(parts)})", want)
+
+    return emit
+
+
+and_ = op_mapping(A.__and__.Tensor, A.bitwise_and.Tensor, A.logical_and.default, A.bitwise_and.Scalar)(
+    _logical("tf.logical_and", "tf.bitwise.bitwise_and"))
+or_ = op_mapping(A.__or__.Tensor, A.bitwise_or.Tensor, A.logical_or.default, A.bitwise_or.Scalar)(
+    _logical("tf.logical_or", "tf.bitwise.bitwise_or"))
+xor = op_mapping(A.__xor__.Tensor, A.bitwise_xor.Tensor, A.logical_xor.default)(
+    _logical("tf.math.logical_xor", "tf.bitwise.bitwise_xor"))
+
+
+@op_mapping(A.logical_not.default, A.bitwise_not.default)
+def not_(c):
+    x = c.arg(0, "self")
+    if c.node.target == A.logical_not.default or x.dtype == torch.bool:
+        text = c.tensor(x, x.layout) if x.dtype == torch.bool else f"tf.cast({c.tensor(x, x.layout)}, tf.bool)"
+        return c.out(f"tf.logical_not({text})", x.layout)
+    return c.out(f"tf.bitwise.invert({c.tensor(x, x.layout)})", x.layout)
+
+
+@op_mapping(A.where.self, A.where.ScalarOther, A.where.ScalarSelf, A.where.Scalar)
+def where(c):
+    """torch.where(cond, a, b): TF's where broadcasts all three the same way."""
+    cond, a, b = c.arg(0, "condition"), c.arg(1, "self"), c.arg(2, "other")
+    return _select(c, cond, a, b)
+
+
+@op_mapping(A.masked_fill.Scalar, A.masked_fill.Tensor, A.masked_fill_.Scalar, A.masked_fill_.Tensor)
+def masked_fill(c):
+    """x.masked_fill(mask, value) = where(mask, value, x)."""
+    x, mask, value = c.arg(0, "self"), c.arg(1, "mask"), c.arg(2, "value")
+    return _select(c, mask, value, x)
+
+
+def _select(c, cond, a, b):
+    (cond_text, a_text, b_text), want = elementwise(c, (cond, a, b), typed=True, as_is=(0,))
+    if cond.dtype != torch.bool:
+        cond_text = f"tf.cast({cond_text}, tf.bool)"
+    return c.out(f"tf.where({cond_text}, {a_text}, {b_text})", want)
+
+
+@op_mapping(A.clamp.default, A.clamp.Tensor, A.clamp_min.default, A.clamp_max.default, A.clamp_.default)
+def clamp(c):
+    x = c.arg(0, "self")
+    if c.node.target == A.clamp_max.default:
+        low, high = None, c.arg(1, "max")
+    else:
+        low = c.arg(1, "min", None)
+        high = c.arg(2, "max", None) if c.node.target != A.clamp_min.default else None
+    parts, want = elementwise(c, [x, *(v for v in (low, high) if v is not None)])
+    text, rest = parts[0], iter(parts[1:])
+    if low is not None:
+        text = f"tf.maximum({text}, {next(rest)})"
+    if high is not None:
+        text = f"tf.minimum({text}, {next(rest)})"
+    return c.out(text, want)
 
 
 @op_mapping(A.neg.default, operator.neg)
@@ -84,7 +223,10 @@ def neg(c):
 def _unary(fn: str):
     def emit(c):
         x = c.arg(0, "self")  # elementwise: any layout
-        return c.out(f"{fn}({c.tensor(x, x.layout)})", x.layout)
+        text = c.tensor(x, x.layout)
+        if x.dtype != c.out_meta.dtype:  # e.g. exp of an integer tensor is float in torch
+            text = f"tf.cast({text}, {tf_dtype(c.out_meta.dtype)})"
+        return c.out(f"{fn}({text})", x.layout)
 
     return emit
 
@@ -95,12 +237,22 @@ sqrt = op_mapping(A.sqrt.default)(_unary("tf.sqrt"))
 rsqrt = op_mapping(A.rsqrt.default)(_unary("tf.math.rsqrt"))
 abs_ = op_mapping(A.abs.default)(_unary("tf.abs"))
 reciprocal = op_mapping(A.reciprocal.default)(_unary("tf.math.reciprocal"))
+cos = op_mapping(A.cos.default)(_unary("tf.cos"))
+sin = op_mapping(A.sin.default)(_unary("tf.sin"))
+erf = op_mapping(A.erf.default)(_unary("tf.math.erf"))
 
 
-@op_mapping(A.pow.Tensor_Scalar)
+@op_mapping(A.pow.Tensor_Scalar, A.pow.Tensor_Tensor, A.pow.Scalar)
 def pow_(c):
-    x = c.arg(0, "self")
-    return c.out(f"tf.pow({c.tensor(x, x.layout)}, {float(c.arg(1, 'exponent'))})", x.layout)
+    """x ** 2 is written as a square (exact, as torch computes it); other powers as tf.pow."""
+    base, exponent = c.arg(0, "self"), c.arg(1, "exponent")
+    if isinstance(base, TensorValue) and not isinstance(exponent, TensorValue):
+        (x,), want = elementwise(c, [base])
+        if exponent == 2:
+            return c.out(f"tf.square({x})", want)
+        return c.out(f"tf.pow({x}, {scalar(float(exponent))})", want)
+    (x, y), want = elementwise(c, [base, exponent], typed=True)
+    return c.out(f"tf.pow({x}, {y})", want)
 
 
 @op_mapping(A.matmul.default, A.bmm.default, A.mm.default)
@@ -109,10 +261,23 @@ def matmul(c):
     a, b = c.arg(0, "self"), c.arg(1, "other")
     if a.rank < 2 or b.rank < 2:
         raise NotSupported("matmul with a 1-D operand")
+    return c.out(_matmul_expr(c, a, b), lay.identity(len(c.out_shape)))
+
+
+def _matmul_expr(c, a: TensorValue, b: TensorValue) -> str:
     ia, ta = _matmul_operand(c, a, allow_transposed=a.rank == b.rank)
     ib, tb = _matmul_operand(c, b, allow_transposed=True)
     flags = (", transpose_a=True" if ta else "") + (", transpose_b=True" if tb else "")
-    return c.out(f"L.matmul({ia}, {ib}{flags})", lay.identity(len(c.out_shape)))
+    return f"L.matmul({ia}, {ib}{flags})"
+
+
+@op_mapping(A.addmm.default)
+def addmm(c):
+    """addmm(bias, a, b) = bias + a @ b (what HF's Conv1D, e.g. in GPT-2, records)."""
+    bias, a, b = c.arg(0, "self"), c.arg(1, "mat1"), c.arg(2, "mat2")
+    if c.node.kwargs.get("beta", 1) != 1 or c.node.kwargs.get("alpha", 1) != 1:
+        raise NotSupported("addmm with beta= / alpha=")
+    return c.out(f"{_matmul_expr(c, a, b)} + {c.tensor(bias, lay.identity(bias.rank))}", lay.identity(2))
 
 
 @op_mapping(A.linear.default)
@@ -142,11 +307,14 @@ def _reduce(fn: str):
         if c.node.kwargs.get("dtype") is not None:
             raise NotSupported("reduction with dtype=")
         want = keep_layout(x)
+        text = c.tensor(x, want)
+        if x.dtype != c.out_meta.dtype:  # sum of a bool mask is int64 in torch
+            text = f"tf.cast({text}, {tf_dtype(c.out_meta.dtype)})"
         if dim is None or dim == []:
-            return c.out(f"{fn}({c.tensor(x, want)})", lay.identity(0))
+            return c.out(f"{fn}({text})", lay.identity(0))
         dims = sorted({d % x.rank for d in (dim if isinstance(dim, (list, tuple)) else [dim])})
         axes = [want.tf_axis(d) for d in dims]
-        expr = f"{fn}({c.tensor(x, want)}, {axes}, keepdims={bool(keepdim)})"
+        expr = f"{fn}({text}, {axes}, keepdims={bool(keepdim)})"
         if keepdim:
             return c.out(expr, want)
         return c.out(expr, drop_dims(want, dims))
@@ -158,5 +326,28 @@ mean = op_mapping(A.mean.dim, A.mean.default)(_reduce("tf.reduce_mean"))
 sum_ = op_mapping(A.sum.dim_IntList, A.sum.default)(_reduce("tf.reduce_sum"))
 amax = op_mapping(A.amax.default)(_reduce("tf.reduce_max"))
 
-MAPPINGS = (add, sub, rsub, mul, div, floordiv, neg, exp, log, sqrt, rsqrt, abs_, reciprocal, pow_, matmul, linear, mean, sum_,
-            amax)
+
+@op_mapping(A.cumsum.default)
+def cumsum(c):
+    """Running sum along one torch dim, on that dim's TF axis (bools and ints sum as int64, as in torch)."""
+    x, dim = c.arg(0, "self"), c.arg(1, "dim")
+    want = keep_layout(x)
+    text = c.tensor(x, want)
+    if x.dtype != c.out_meta.dtype:
+        text = f"tf.cast({text}, {tf_dtype(c.out_meta.dtype)})"
+    return c.out(f"tf.cumsum({text}, axis={want.tf_axis(dim % x.rank)})", want)
+
+
+@op_mapping(A.tril.default, A.triu.default)
+def triangle(c):
+    """tril/triu from range comparisons over the last two dims (tf.linalg.band_part is wrong in tfjs)."""
+    x = c.arg(0, "self")
+    diagonal = c.arg(1, "diagonal", 0)
+    upper = c.node.target == A.triu.default
+    return c.out(f"L.triangle({c.tensor(x, lay.identity(x.rank))}, {c.render(diagonal)}, upper={upper})",
+                 lay.identity(x.rank))
+
+
+MAPPINGS = (add, sub, rsub, mul, div, floordiv, eq, ne, lt, le, gt, ge, maximum, minimum, and_, or_, xor, not_,
+            where, masked_fill, clamp, neg, exp, log, sqrt, rsqrt, abs_, reciprocal, cos, sin, erf, pow_, matmul,
+            addmm, linear, mean, sum_, amax, cumsum, triangle)

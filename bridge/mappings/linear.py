@@ -1,12 +1,15 @@
-"""Linear and Embedding."""
+"""Linear and Embedding, and F.embedding with a raw weight."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .. import layout as lay
 from .. import transforms as T
-from ..registry import LayerPlan, NotSupported, Weight, module_mapping
+from ..registry import LayerPlan, NotSupported, Weight, module_mapping, op_mapping
+
+A = torch.ops.aten
 
 
 @module_mapping(nn.Linear)
@@ -38,4 +41,12 @@ def embedding(m, call):
                      (lay.identity(x.rank),), lay.identity(x.rank + 1))
 
 
-MAPPINGS = (linear, embedding)
+@op_mapping(A.embedding.default)
+def embedding_op(c):
+    """F.embedding(ids, weight) records embedding(weight, ids, padding_idx, ...): a row lookup."""
+    weight, ids = c.arg(0, "weight"), c.arg(1, "indices")
+    return c.out(f"L.lookup({c.tensor(weight, lay.identity(2))}, {c.tensor(ids, lay.identity(ids.rank))})",
+                 lay.identity(ids.rank + 1))
+
+
+MAPPINGS = (linear, embedding, embedding_op)

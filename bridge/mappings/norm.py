@@ -1,12 +1,18 @@
-"""BatchNorm1d/2d (over channels, last in TF) and LayerNorm (over the trailing dims)."""
+"""BatchNorm1d/2d (over channels, last in TF), LayerNorm (over the trailing dims), and
+the ops F.layer_norm / F.rms_norm record. (nn.RMSNorm the module is refused in
+not_supported.py for now; F.rms_norm and hand-written RMS norms like Llama's map.)"""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .. import layout as lay
 from .. import transforms as T
-from ..registry import LayerPlan, Weight, module_mapping
+from ..plan import TensorValue
+from ..registry import LayerPlan, Weight, module_mapping, op_mapping
+
+A = torch.ops.aten
 
 
 @module_mapping(nn.BatchNorm1d, nn.BatchNorm2d)
@@ -25,15 +31,17 @@ def batch_norm(m, call):
     return LayerPlan("BatchNorm", config, weights, (want,), want, tuple(ignored))
 
 
+def _trailing_layout(x, k: int) -> lay.Perm:
+    """A layout that leaves the last ``k`` torch dims last in TF and in order (x's own if it does)."""
+    if isinstance(x.layout, lay.Perm) and x.layout.perm[x.rank - k:] == tuple(range(x.rank - k, x.rank)):
+        return x.layout
+    return lay.identity(x.rank)
+
+
 @module_mapping(nn.LayerNorm)
 def layer_norm(m, call):
     x = call.inputs[0]
-    k = len(m.normalized_shape)
-    # LayerNorm works on the trailing dims: any layout that leaves them last and in order will do
-    if isinstance(x.layout, lay.Perm) and x.layout.perm[x.rank - k:] == tuple(range(x.rank - k, x.rank)):
-        want = x.layout
-    else:
-        want = lay.identity(x.rank)
+    want = _trailing_layout(x, len(m.normalized_shape))  # any layout that keeps the normalized dims last
     weights = {}
     if m.elementwise_affine:
         weights["gamma"] = Weight("weight", T.IDENTITY)
@@ -44,4 +52,26 @@ def layer_norm(m, call):
     return LayerPlan("LayerNorm", config, weights, (want,), want)
 
 
-MAPPINGS = (batch_norm, layer_norm)
+def _norm_op(kind: str):
+    def emit(c):
+        """layer_norm(input, normalized_shape, weight, bias, eps) / rms_norm(input, normalized_shape, weight, eps)."""
+        x, shape = c.arg(0, "input"), list(c.arg(1, "normalized_shape"))
+        want = _trailing_layout(x, len(shape))
+        weight = c.arg(2, "weight", None)
+        if kind == "layer":
+            bias, eps = c.arg(3, "bias", None), c.arg(4, "eps", 1e-5)
+        else:
+            bias, eps = None, c.arg(3, "eps", None)
+            eps = float(torch.finfo(x.dtype).eps) if eps is None else eps
+        params = [c.tensor(v, lay.identity(v.rank)) if isinstance(v, TensorValue) else "None" for v in (weight, bias)]
+        args = f"{c.tensor(x, want)}, {len(shape)}, {float(eps)!r}, {params[0]}"
+        args += f", {params[1]}" if kind == "layer" else ""
+        return c.out(f"L.{kind}_norm({args})", want)
+
+    return emit
+
+
+layer_norm_op = op_mapping(A.layer_norm.default)(_norm_op("layer"))
+rms_norm_op = op_mapping(A.rms_norm.default)(_norm_op("rms"))
+
+MAPPINGS = (batch_norm, layer_norm, layer_norm_op, rms_norm_op)

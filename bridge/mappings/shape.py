@@ -1,5 +1,6 @@
 """Shape ops, as torch.export records them: flatten, reshape/view, permute/
-transpose, squeeze/unsqueeze, cat, stack, slice/select (indexing), sizes, pad.
+transpose, squeeze/unsqueeze, cat, stack, split/unbind, expand, slice/select and
+tensor indexing (index, gather), sizes, pad.
 
 permute/transpose cost nothing: they change the value's layout, not the
 tensor. flatten(1) of a channels-last value keeps TF's order (a ``Flat``
@@ -14,12 +15,14 @@ import operator
 
 import numpy as np
 import torch
+import torch.fx as fx
 from torch import nn
 
 from .. import layout as lay
 from ..plan import PyValue, TensorValue
 from ..registry import LayerPlan, NotSupported, module_mapping, op_mapping
 from ._util import drop_dims, insert_dim, keep_layout
+from .arith import broadcast_operand
 
 A = torch.ops.aten
 
@@ -85,9 +88,42 @@ def _flatten_run(in_shape: tuple, out_shape: tuple) -> tuple[int, int] | None:
     return None
 
 
-def _emit_flatten(c, x: TensorValue, start: int, end: int) -> TensorValue:
-    src, shape, out = _plan_flatten(x, start, end)
-    return c.out(f"tf.reshape({c.tensor(x, src)}, {shape})", out)
+def torch_sizes(c, index: int, var: str, layout: lay.Perm) -> list | None:
+    """Each torch dim's size of argument ``index`` (stored as ``var`` in ``layout``).
+
+    A literal where export kept the size static, else read at run time with ``tf.shape``;
+    None when the argument has no traced shape.
+    """
+    arg = c.node.args[index]
+    val = arg.meta.get("val") if isinstance(arg, fx.Node) else None
+    if not isinstance(val, torch.Tensor):
+        return None
+    return [int(n) if isinstance(n, int) else f"tf.shape({var})[{layout.tf_axis(d)}]" for d, n in enumerate(val.shape)]
+
+
+def _is_static(c, index: int, dim: int) -> bool:
+    val = c.node.args[index].meta.get("val") if isinstance(c.node.args[index], fx.Node) else None
+    return isinstance(val, torch.Tensor) and isinstance(val.shape[dim], int)
+
+
+def _emit_flatten(c, x: TensorValue, start: int, end: int, sizes: list | None = None) -> TensorValue:
+    """Flatten torch dims start..end. ``sizes`` is torch's target size list (rendered), when the op has one."""
+    src, shape, out = _plan_flatten(x, start % x.rank, end % x.rank)
+    var = c.tensor(x, src)
+    if isinstance(out, lay.Perm):
+        if sizes is None:  # flatten(): the merged size is -1, the others as traced (dynamic ones read at run time)
+            dims = torch_sizes(c, 0, var, src)
+            if dims is not None:
+                start, end = start % x.rank, end % x.rank
+                merged = math.prod(dims[start:end + 1]) if all(isinstance(n, int) for n in dims[start:end + 1]) else -1
+                sizes = [*dims[:start], merged, *dims[end + 1:]]
+        if sizes is not None:
+            shape = [sizes[q] for q in out.perm]
+    return c.out(f"tf.reshape({var}, {_shape_source(shape)})", out)
+
+
+def _shape_source(shape) -> str:
+    return "[" + ", ".join(str(n) for n in shape) + "]"
 
 
 @module_mapping(nn.Flatten)
@@ -117,7 +153,7 @@ def reshape(c):
         return c.alias(x, x.layout)
     run = _flatten_run(x.shape, c.out_shape)
     if run is not None:
-        return _emit_flatten(c, x, *run)
+        return _emit_flatten(c, x, *run, sizes=[c.render(n) for n in shape])
     out_rank = len(c.out_shape)
     return c.out(f"tf.reshape({c.tensor(x, lay.identity(x.rank))}, {c.render(shape)})", lay.identity(out_rank))
 
@@ -268,5 +304,128 @@ def pad(c):
     return c.out(f"L.pad_axes({c.tensor(x, want)}, {by_axis}, {mode!r}, {float(value or 0.0)})", want)
 
 
+def _same_size(c, size_arg, x_index: int, dim: int) -> bool:
+    """True when an expand size argument is -1 or provably x's own size of torch dim ``dim``."""
+    if size_arg == -1:
+        return True
+    val = c.node.args[x_index].meta.get("val") if isinstance(c.node.args[x_index], fx.Node) else None
+    if not isinstance(val, torch.Tensor):
+        return False
+    own = val.shape[dim]
+    if isinstance(size_arg, int):
+        return isinstance(own, int) and own == size_arg
+    traced = size_arg.meta.get("val") if isinstance(size_arg, fx.Node) else None
+    return isinstance(traced, torch.SymInt) and isinstance(own, torch.SymInt) and traced.node.expr == own.node.expr
+
+
+@op_mapping(A.expand.default)
+def expand(c):
+    """x.expand(*sizes): a broadcast_to in x's layout (new leading dims lead in TF too); -1 keeps a size."""
+    x = c.arg(0, "self")
+    raw = list(c.node.args[1])
+    k = len(raw) - x.rank
+    if k == 0 and all(_same_size(c, raw[d], 0, d) for d in range(x.rank)):
+        return c.alias(x, x.layout)
+    src = keep_layout(x)
+    var = c.tensor(x, src)
+    own = torch_sizes(c, 0, var, src) or list(x.shape)
+    sizes = [own[q - k] if q >= k and raw[q] == -1 else c.render(c.em.value(raw[q])) for q in range(len(raw))]
+    out = lay.Perm((*range(k), *(p + k for p in src.perm)))
+    return c.out(f"tf.broadcast_to({var}, {_shape_source([sizes[q] for q in out.perm])})", out)
+
+
+@op_mapping(A.index.Tensor)
+def index(c):
+    """x[i] / x[:, i] / x[i, j] with integer index tensors (negative ones count from the end).
+
+    One index tensor at any dim is a gather on that axis; several must start at dim 0 and be
+    adjacent (a gather_nd on their broadcast). A boolean mask has a data-dependent size.
+    """
+    x = c.arg(0, "self")
+    indices = list(c.arg(1, "indices"))
+    used = [i for i, v in enumerate(indices) if v is not None]
+    if any(indices[i].dtype == torch.bool for i in used):
+        raise NotSupported("indexing with a boolean mask (its result size depends on the data)")
+    var = c.tensor(x, lay.identity(x.rank))
+    out = lay.identity(len(c.out_shape))
+    if len(used) == 1:
+        idx = c.tensor(indices[used[0]], lay.identity(indices[used[0]].rank))
+        return c.out(f"L.take({var}, {idx}, axis={used[0]})", out)
+    if used != list(range(len(used))):
+        raise NotSupported("several index tensors that do not start at dim 0")
+    parts = ", ".join(c.tensor(indices[i], lay.identity(indices[i].rank)) for i in used)
+    return c.out(f"L.take_nd({var}, [{parts}])", out)
+
+
+@op_mapping(A.index_select.default)
+def index_select(c):
+    """x.index_select(dim, index): a gather on that dim's TF axis, so the layout is kept."""
+    x, dim, idx = c.arg(0, "self"), c.arg(1, "dim") % c.arg(0, "self").rank, c.arg(2, "index")
+    src = keep_layout(x)
+    return c.out(f"L.take({c.tensor(x, src)}, {c.tensor(idx, lay.identity(idx.rank))}, axis={src.tf_axis(dim)})",
+                 src)
+
+
+@op_mapping(A.gather.default)
+def gather(c):
+    """torch.gather(x, dim, index): out[..., i, ...] = x[..., index[..., i, ...], ...] along ``dim``."""
+    x, dim, idx = c.arg(0, "self"), c.arg(1, "dim"), c.arg(2, "index")
+    if c.arg(3, "sparse_grad", False):
+        raise NotSupported("gather with sparse_grad=True")
+    ident = lay.identity(x.rank)
+    return c.out(f"L.take_along({c.tensor(x, ident)}, {c.tensor(idx, ident)}, axis={dim % x.rank})", ident)
+
+
+def _several(c, expr: str, layout: lay.Layout) -> list[TensorValue]:
+    """Assign a list-valued TF expression (tf.split, tf.unstack) to one variable per torch output."""
+    metas = c.out_meta
+    names = [c.em.fresh(f"{c.node.name}_{i}") for i in range(len(metas))]
+    c.em.lines.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = {expr}")
+    return [TensorValue(n, layout, m.shape, m.dtype) for n, m in zip(names, metas)]
+
+
+@op_mapping(A.split.Tensor, A.split_with_sizes.default, A.chunk.default)
+def split(c):
+    """split/chunk along one torch dim, on its TF axis, into as many pieces as torch made.
+
+    Explicit sizes are used as given; equal pieces (split_size, chunk) get their size from the
+    dim's size when that is dynamic, and the last piece takes the rest (-1).
+    """
+    x = c.arg(0, "self")
+    dim = c.arg(2, "dim", 0) % x.rank
+    src = keep_layout(x)
+    var = c.tensor(x, src)
+    axis = src.tf_axis(dim)
+    count = len(c.out_meta)
+    if c.node.target == A.split_with_sizes.default:
+        sizes = [c.render(n) for n in c.arg(1, "split_sizes")]
+    elif _is_static(c, 0, dim):
+        sizes = [m.shape[dim] for m in c.out_meta]
+    else:
+        piece = c.render(c.arg(1, "split_size")) if c.node.target == A.split.Tensor else \
+            f"(tf.shape({var})[{axis}] + {c.arg(1, 'chunks') - 1}) // {c.arg(1, 'chunks')}"
+        sizes = [piece] * (count - 1) + [-1]
+    return _several(c, f"tf.split({var}, {_shape_source(sizes)}, axis={axis})", src)
+
+
+@op_mapping(A.unbind.int)
+def unbind(c):
+    """x.unbind(dim): one tensor per index of ``dim`` (as many as torch made), which disappears from each."""
+    x = c.arg(0, "self")
+    dim = c.arg(1, "dim", 0) % x.rank
+    src = keep_layout(x)
+    return _several(c, f"tf.unstack({c.tensor(x, src)}, num={len(c.out_meta)}, axis={src.tf_axis(dim)})",
+                    drop_dims(src, [dim]))
+
+
+@op_mapping(A.expand_as.default)
+def expand_as(c):
+    """x.expand_as(other): x broadcast, as torch aligns it, to other's run-time shape in other's layout."""
+    x, other = c.arg(0, "self"), c.arg(1, "other")
+    want = keep_layout(other)
+    return c.out(f"tf.broadcast_to({broadcast_operand(c, x, want)}, tf.shape({c.tensor(other, want)}))", want)
+
+
 MAPPINGS = (flatten, flatten_op, reshape, permute, transpose, t, squeeze, unsqueeze, cat, stack, slice_op, select,
-            sym_size, getitem, pad)
+            sym_size, getitem, pad, expand, index, index_select, gather, split, unbind,
+            expand_as)
