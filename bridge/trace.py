@@ -204,6 +204,7 @@ def _scopes(ep, module, registry) -> _Scopes:
                 break
             outer.append((key, canonical[id(m)]))
         decomposed_of[n] = outer
+    _hoist_sizes(groups, leaf_of)
     boundary = set()
     for n in ep.graph.nodes:
         for u in n.users:
@@ -212,6 +213,28 @@ def _scopes(ep, module, registry) -> _Scopes:
         if n.op == "placeholder" or any(u.op == "output" for u in n.users):
             boundary.add(n)
     return _Scopes(leaf_of, groups, decomposed_of, boundary)
+
+
+def _hoist_sizes(groups: dict, leaf_of: dict) -> None:
+    """Take size arithmetic (``bsz * num_heads``) out of leaf groups when it reads no internal tensor.
+
+    Export shares one node per symbolic size expression, so a size first computed inside a
+    module may be read by later code outside it; it is not one of the module's outputs.
+    """
+    for members in groups.values():
+        internal: set = set()
+        kept = []
+        for n in members:
+            val = n.meta.get("val")
+            is_size = isinstance(val, (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool))
+            if is_size and not any(a in internal for a in n.all_input_nodes):
+                del leaf_of[n]
+                continue
+            internal.add(n)
+            kept.append(n)
+        members[:] = kept
+    for key in [k for k, members in groups.items() if not members]:
+        del groups[key]
 
 
 def _node_values(ep, module, args: tuple, keep: set) -> dict:
@@ -410,9 +433,8 @@ def _emit_call(graph, env, group, path, kinds, attrs, modules, record: ModuleCal
     def node_for(value, name):
         if isinstance(value, torch.Tensor):
             hit = match.find(value, externals, taken) or match.find(value, everywhere, taken)
-            if hit is None:
-                raise UnsupportedError([Unsupported(path, type(modules[path]).__name__,
-                                                    f"argument {name} is not a value of the traced graph")])
+            if hit is None:  # nothing in the traced graph reads it (the module ignored it): pass what it was
+                return _constant(graph, attrs, value)
             taken.add(hit)
             return _lookup(env, hit)
         if isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
@@ -437,6 +459,14 @@ def _emit_call(graph, env, group, path, kinds, attrs, modules, record: ModuleCal
         node.meta = dict(out.meta)
         env[out] = node
     return outs
+
+
+def _constant(graph, attrs, value: torch.Tensor) -> fx.Node:
+    name = f"bridge_constant_{len(attrs)}"
+    attrs[name] = value.detach().clone()
+    node = graph.get_attr(name)
+    node.meta["val"] = attrs[name]
+    return node
 
 
 def _position(out: fx.Node, returned: list, taken: set, match: _Matcher) -> tuple:

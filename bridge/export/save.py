@@ -215,8 +215,10 @@ def _report_dict(port, report, tfjs_info, timings) -> dict:
         "checkpoint": None if ckpt is None else {"path": str(ckpt.path), "sha256": ckpt.sha256,
                                                  "format": ckpt.format},
         "notes": list(port.notes),
-        "inputs": [{"name": n, "shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", "")}
-                   for n, x in zip(port.input_names, port.example_inputs)],
+        "inputs": [{"name": n, "shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", ""),
+                    "free_dims": sorted(free)}  # non-batch dims the exported model accepts at any size
+                   for n, x, free in zip(port.input_names, port.example_inputs,
+                                         port.dynamic_dims or [()] * len(port.example_inputs))],
         "dynamic_batch": port.dynamic_batch,
         "outputs": port.output_names,
         "parity": report.to_dict(),

@@ -46,7 +46,5 @@ NOT_SUPPORTED = {
         nn.Unflatten, nn.Unfold, nn.Upsample, nn.UpsamplingBilinear2d, nn.UpsamplingNearest2d, nn.ZeroPad1d,
         nn.ZeroPad2d, nn.ZeroPad3d, nn.LazyBatchNorm3d, nn.LazyConv3d, nn.LazyConvTranspose1d,
         nn.LazyConvTranspose2d, nn.LazyConvTranspose3d, nn.LazyInstanceNorm1d, nn.LazyInstanceNorm2d,
-        nn.LazyInstanceNorm3d,
-        # sequence models: mapped by bridge/mappings/recurrent.py and attention.py as they land
-        nn.RNN, nn.LSTM, nn.GRU, nn.RNNCell, nn.LSTMCell, nn.GRUCell)},
+        nn.LazyInstanceNorm3d)},
 }
