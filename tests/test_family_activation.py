@@ -49,6 +49,14 @@ FUNCTIONS = [
     pytest.param(lambda x: x.softmax(1), id="Tensor.softmax1"),
     pytest.param(lambda x: x.softmax(dim=-1), id="Tensor.softmax-1"),
     pytest.param(lambda x: x.log_softmax(1), id="Tensor.log_softmax1"),
+    pytest.param(lambda x: F.mish(x), id="F.mish"),
+    pytest.param(lambda x: F.softplus(x), id="F.softplus"),
+    pytest.param(lambda x: F.softplus(3 * x, beta=2, threshold=5), id="F.softplus-beta-threshold"),
+    pytest.param(lambda x: F.hardtanh(x, -0.5, 0.8), id="F.hardtanh"),
+    pytest.param(lambda x: F.relu6(4 * x), id="F.relu6"),
+    pytest.param(lambda x: F.hardswish(4 * x), id="F.hardswish"),
+    pytest.param(lambda x: F.hardsigmoid(4 * x), id="F.hardsigmoid"),
+    pytest.param(lambda x: torch.square(x) - torch.clip(x, -0.3, 0.3), id="torch.square-clip"),
 ]
 
 # softmax in another dtype: the result is float64, so these rows end the model (no Linear after)
@@ -107,3 +115,16 @@ def test_softmax_after_flatten_returned():
     """flatten -> softmax -> output: the softmax must see torch's column order."""
     module = Fn(lambda s, x: F.softmax(s.conv(x).flatten(1), dim=1), conv=nn.Conv2d(3, 4, 3))
     assert_port_matches(seeded(lambda: module), (randn(2, 3, 7, 9),))
+
+
+# transformers' ACT2FN activations (their own modules, traced into ATen ops), after a Linear
+HF_ACTIVATIONS = ["gelu", "gelu_10", "gelu_accurate", "gelu_fast", "gelu_new", "gelu_python", "gelu_python_tanh",
+                  "gelu_pytorch_tanh", "laplace", "leaky_relu", "linear", "mish", "quick_gelu", "relu", "relu2",
+                  "sigmoid", "silu", "sqrtsoftplus", "swish", "tanh"]
+
+
+@pytest.mark.parametrize("name", HF_ACTIVATIONS)
+def test_transformers_activation(name):
+    from transformers.activations import get_activation
+
+    assert_port_matches(seeded(lambda: nn.Sequential(nn.Linear(5, 6), get_activation(name))), (randn(2, 3, 5),))

@@ -5,7 +5,8 @@ its own file; the torch-side mapping that chooses a layer is in
 ``bridge/mappings/<same family>.py``.
 """
 
-from .activation import GELU, Identity, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh, gelu, silu
+from .activation import (GELU, Identity, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh, gelu, hardsigmoid,
+                         hardswish, mish, silu, softplus)
 from .base import Layer, Namespace, keep_batch_reshape, parameter, record_outputs, tap
 from .conv import Conv1d, Conv2d
 from .linear import Embedding, Linear, lookup, matmul
@@ -21,4 +22,6 @@ __all__ = [
     "Identity", "Layer", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "matmul", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d", "Namespace",
     "ReLU", "Sigmoid", "SiLU", "Softmax", "Tanh", "gelu", "keep_batch_reshape", "pad_axes",
     "parameter", "record_outputs", "silu", "spatial_pad", "tap",
+    "hardsigmoid", "hardswish", "layer_norm", "lookup", "mish", "rms_norm", "softplus", "take", "take_along",
+    "take_nd", "triangle",
 ]

@@ -21,6 +21,25 @@ def silu(x):
     return x * tf.sigmoid(x)
 
 
+def softplus(x, beta: float = 1.0, threshold: float = 20.0):
+    """torch's softplus: log(1 + exp(beta x)) / beta, and x itself where beta x > threshold."""
+    scaled = beta * x
+    soft = tf.math.log1p(tf.exp(tf.minimum(scaled, threshold))) / beta  # the min keeps exp finite
+    return tf.where(scaled > threshold, x, soft)
+
+
+def mish(x):
+    return x * tf.tanh(softplus(x))
+
+
+def hardsigmoid(x):
+    return tf.clip_by_value(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+def hardswish(x):
+    return x * hardsigmoid(x)
+
+
 class Identity(Layer):
     def call(self, x):
         return x

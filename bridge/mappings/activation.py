@@ -1,5 +1,7 @@
 """Activations and softmax: modules, and the ATen ops that torch.export records
-for their functional and method forms (F.relu, x.sigmoid(), torch.softmax ...)."""
+for their functional and method forms (F.relu, x.sigmoid(), torch.softmax, and
+F.mish / F.softplus / F.hardtanh / F.relu6 / F.hardswish / F.hardsigmoid, which
+transformers' ACT2FN activations call)."""
 
 from __future__ import annotations
 
@@ -96,5 +98,30 @@ def _softmax(fn: str):
 softmax_op = op_mapping(A.softmax.int, A._softmax.default)(_softmax("tf.nn.softmax"))
 log_softmax_op = op_mapping(A.log_softmax.int, A._log_softmax.default)(_softmax("tf.nn.log_softmax"))
 
+mish_op = op_mapping(A.mish.default)(_unary("L.mish"))
+hardswish_op = op_mapping(A.hardswish.default)(_unary("L.hardswish"))
+hardsigmoid_op = op_mapping(A.hardsigmoid.default)(_unary("L.hardsigmoid"))
+
+
+@op_mapping(A.softplus.default)
+def softplus_op(c):
+    """softplus(x, beta=1, threshold=20): linear above threshold/beta, as torch does."""
+    x = c.arg(0, "self")
+    beta, threshold = float(c.arg(1, "beta", 1.0)), float(c.arg(2, "threshold", 20.0))
+    return c.out(f"L.softplus({c.tensor(x, x.layout)}, {beta!r}, {threshold!r})", x.layout)
+
+
+@op_mapping(A.hardtanh.default, A.hardtanh_.default, A.relu6.default)
+def hardtanh_op(c):
+    """F.hardtanh(x, min_val, max_val) and F.relu6 (hardtanh(x, 0, 6)): a clamp."""
+    x = c.arg(0, "self")
+    if c.node.target == A.relu6.default:
+        low, high = 0.0, 6.0
+    else:
+        low, high = float(c.arg(1, "min_val", -1.0)), float(c.arg(2, "max_val", 1.0))
+    return c.out(f"tf.clip_by_value({c.tensor(x, x.layout)}, {low!r}, {high!r})", x.layout)
+
+
 MAPPINGS = (relu, leaky_relu, gelu, silu, sigmoid, tanh, softmax, relu_op, sigmoid_op, tanh_op, silu_op,
-            gelu_op, leaky_relu_op, softmax_op, log_softmax_op)
+            gelu_op, leaky_relu_op, softmax_op, log_softmax_op, mish_op, hardswish_op, hardsigmoid_op, softplus_op,
+            hardtanh_op)

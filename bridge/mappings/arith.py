@@ -141,8 +141,8 @@ _COMPARE = {"eq": "tf.equal", "ne": "tf.not_equal", "lt": "tf.less", "le": "tf.l
             "gt": "tf.greater", "ge": "tf.greater_equal"}
 eq, ne, lt, le, gt, ge = (op_mapping(getattr(A, k).Tensor, getattr(A, k).Scalar)(_function(fn, compare=True))
                           for k, fn in _COMPARE.items())
-maximum = op_mapping(A.maximum.default)(_function("tf.maximum"))
-minimum = op_mapping(A.minimum.default)(_function("tf.minimum"))
+maximum = op_mapping(A.maximum.default, A.max.other)(_function("tf.maximum"))
+minimum = op_mapping(A.minimum.default, A.min.other)(_function("tf.minimum"))
 
 
 def _logical(bool_fn: str, int_fn: str):
@@ -195,7 +195,8 @@ def _select(c, cond, a, b):
     return c.out(f"tf.where({cond_text}, {a_text}, {b_text})", want)
 
 
-@op_mapping(A.clamp.default, A.clamp.Tensor, A.clamp_min.default, A.clamp_max.default, A.clamp_.default)
+@op_mapping(A.clamp.default, A.clamp.Tensor, A.clamp_min.default, A.clamp_max.default, A.clamp_.default,
+            A.clip.default)
 def clamp(c):
     x = c.arg(0, "self")
     if c.node.target == A.clamp_max.default:
@@ -240,6 +241,7 @@ reciprocal = op_mapping(A.reciprocal.default)(_unary("tf.math.reciprocal"))
 cos = op_mapping(A.cos.default)(_unary("tf.cos"))
 sin = op_mapping(A.sin.default)(_unary("tf.sin"))
 erf = op_mapping(A.erf.default)(_unary("tf.math.erf"))
+square = op_mapping(A.square.default)(_unary("tf.square"))
 
 
 @op_mapping(A.pow.Tensor_Scalar, A.pow.Tensor_Tensor, A.pow.Scalar)
@@ -349,5 +351,5 @@ def triangle(c):
 
 
 MAPPINGS = (add, sub, rsub, mul, div, floordiv, eq, ne, lt, le, gt, ge, maximum, minimum, and_, or_, xor, not_,
-            where, masked_fill, clamp, neg, exp, log, sqrt, rsqrt, abs_, reciprocal, cos, sin, erf, pow_, matmul,
+            where, masked_fill, clamp, neg, exp, log, sqrt, rsqrt, abs_, reciprocal, cos, sin, erf, square, pow_, matmul,
             addmm, linear, mean, sum_, amax, cumsum, triangle)
