@@ -24,7 +24,7 @@ import bridge
 import test_family_activation as act
 import test_family_linear as lin
 from _parity import Fn, assert_port_matches, randn, seeded
-from _tfjs_batch import RTOL, TfjsBatch, structure_problems
+from _tfjs_batch import TfjsBatch, structure_problems
 
 # ---------------------------------------------------------------- linear: the family-file pattern
 

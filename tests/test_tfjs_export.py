@@ -433,8 +433,8 @@ def test_run_many_matches_run_tfjs_and_keeps_errors_per_request(node_ready, expo
 @pytest.mark.node
 def test_run_many_reports_a_failing_backend_per_request(node_ready, exported):
     x = _inputs("einsum", np.random.default_rng(5))
-    results = run_many_tfjs([(exported("einsum").tfjs_dir, x), (exported("dense").tfjs_dir, _inputs("dense", np.random.default_rng(5)))])
-    einsum, dense = results
+    dense_x = _inputs("dense", np.random.default_rng(5))
+    einsum, dense = run_many_tfjs([(exported("einsum").tfjs_dir, x), (exported("dense").tfjs_dir, dense_x)])
     assert isinstance(einsum["wasm"], ExportError) and "Einsum" in einsum["wasm"].details["error"]
     assert max_abs_err(einsum["cpu"]["y"], tf_outputs(exported("einsum").saved_model, x)["y"]) <= TOL
     assert all(isinstance(dense[b], dict) for b in ("cpu", "wasm"))
@@ -477,7 +477,7 @@ def test_an_id_outside_int32_is_refused_naming_input_and_value(node_ready, expor
         except BadInputError as e:
             result = e
         assert isinstance(result, BadInputError)
-        assert f"input 'input_ids'" in result.message and str(bad) in result.message and "[1, 2]" in result.message
+        assert "input 'input_ids'" in result.message and str(bad) in result.message and "[1, 2]" in result.message
         assert result.details == {"input": "input_ids", "value": bad, "index": [1, 2], "count": 1, "dtype": "int64"}
         assert result.exit_code == 2
 

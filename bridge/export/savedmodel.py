@@ -72,5 +72,9 @@ def feeds_for(port, inputs: tuple) -> dict[str, np.ndarray]:
     out = {}
     for name, x in zip(port.input_names, inputs):
         a = x.detach().cpu().numpy()
-        out[name] = a.astype(np.float32) if a.dtype.kind == "f" else checked_int32(name, a) if a.dtype.kind in "iu" else a
+        if a.dtype.kind == "f":
+            a = a.astype(np.float32)
+        elif a.dtype.kind in "iu":
+            a = checked_int32(name, a)
+        out[name] = a
     return out

@@ -20,6 +20,16 @@ Why the pieces look the way they do:
   tfjs-node cannot be installed here. Arrays go to and from Node as raw
   little-endian files next to a JSON request (see ``js/run.mjs``), which is
   exact for float32 and int32.
+- Both processes are expensive to start (the converter imports TF, seconds;
+  Node loads tfjs and the wasm binary), so ``convert_many_to_tfjs`` and
+  ``run_many_tfjs`` do many models in one process each, with an error per
+  model (or per backend) instead of one failure for all. The single-model
+  functions are the batch of one.
+- tfjs has no int64. The converter keeps ``DT_INT64`` in model.json (graph and
+  signature) and tfjs loads such a placeholder as int32; bridge's own
+  SavedModels declare ids int32 already. Either way integer inputs cross as
+  int32, after ``checked_int32``: an id outside int32 is a BadInputError that
+  names the input and the value, never a silent wraparound.
 """
 
 from __future__ import annotations
