@@ -178,6 +178,12 @@ TRANSPOSES = [
     pytest.param(SqueezeExcite, 1, id="squeeze-excite"),
     pytest.param(conv_then(lambda s, x: s.fc(x[:, 1:3].unsqueeze(2).squeeze(2).flatten(1)), fc=fc(2 * H * W)), 1,
                  id="conv-slice-unsqueeze-squeeze-flatten-linear"),
+    # channel picks, splits and expands act on the NHWC axis: no transpose of their own
+    pytest.param(conv_then(lambda s, x: x.index_select(1, torch.tensor([3, 0])).relu()), 2, id="conv-index-select"),
+    pytest.param(conv_then(lambda s, x: x[:, torch.tensor([1, 2])] * 2), 2, id="conv-index-tensor"),
+    pytest.param(conv_then(lambda s, x: torch.split(x, [1, 3], 1)[1] + 1), 2, id="conv-split-channels"),
+    pytest.param(conv_then(lambda s, x: x.mean(1, keepdim=True).expand(-1, C, -1, -1) + x), 2, id="conv-expand"),
+    pytest.param(conv_then(lambda s, x: torch.where(x > 0, x, torch.zeros_like(x)).cumsum(1)), 2, id="conv-where-cumsum"),
 ]
 
 
@@ -227,6 +233,7 @@ AFTER_CONV = [  # NHWC inside TF
     pytest.param(conv_then(lambda s, x: x.unbind(1)[2]), id="unbind-channels"),
     pytest.param(conv_then(lambda s, x: x.index_select(1, torch.tensor([3, 0]))), id="index-select-channels"),
     pytest.param(conv_then(lambda s, x: x[:, torch.tensor([1, 2])]), id="index-tensor-channels"),
+    pytest.param(conv_then(lambda s, x: x[:, :, torch.tensor([[0, 4], [2, 1]])]), id="index-tensor-2d-H"),
 ]
 
 

@@ -346,6 +346,10 @@ def index(c):
     used = [i for i, v in enumerate(indices) if v is not None]
     if any(indices[i].dtype == torch.bool for i in used):
         raise NotSupported("indexing with a boolean mask (its result size depends on the data)")
+    if len(used) == 1 and indices[used[0]].rank == 1:  # like index_select: on its TF axis, layout kept
+        src = keep_layout(x)
+        idx = c.tensor(indices[used[0]], lay.identity(1))
+        return c.out(f"L.take({c.tensor(x, src)}, {idx}, axis={src.tf_axis(used[0])})", src)
     var = c.tensor(x, lay.identity(x.rank))
     out = lay.identity(len(c.out_shape))
     if len(used) == 1:
