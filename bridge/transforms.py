@@ -59,6 +59,29 @@ def linear_kernel_folded(columns: np.ndarray) -> Transform:
     )
 
 
+# ---------------------------------------------------------------- recurrent (RNN, LSTM, GRU and cells)
+# Gate order stays torch's (LSTM i,f,g,o; GRU r,z,n); bridge/layers/recurrent.py reads it so.
+
+RNN_KERNEL = Transform("rnn_kernel", "PT (G*H, in) -> TF (in, G*H), gate order kept", lambda a: a.T)
+
+RNN_BIAS_SUM = Transform(
+    "rnn_bias_sum", "PT b_ih (G*H,), b_hh (G*H,) -> TF (G*H,) = b_ih + b_hh", lambda b_ih, b_hh: b_ih + b_hh, arity=2
+)
+
+
+def _gru_bias(b_ih: np.ndarray, b_hh: np.ndarray) -> np.ndarray:
+    """r and z gates take both biases before the sigmoid; n keeps b_in and b_hn apart (r scales h W_hn + b_hn)."""
+    hidden = b_ih.shape[0] // 3
+    return np.concatenate([b_ih[: 2 * hidden] + b_hh[: 2 * hidden], b_ih[2 * hidden:], b_hh[2 * hidden:]])
+
+
+GRU_BIAS = Transform(
+    "gru_bias", "PT b_ih (3H,), b_hh (3H,) -> TF (4H,) = [b_ir+b_hr, b_iz+b_hz, b_in, b_hn]", _gru_bias, arity=2
+)
+
+LSTM_PROJ_KERNEL = Transform("lstm_proj_kernel", "PT (proj, H) -> TF (H, proj)", lambda a: a.T)
+
+
 # ---------------------------------------------------------------- attention (nn.MultiheadAttention)
 # bridge/layers/attention.py splits the packed kernel and bias into q|k|v columns in that order.
 
