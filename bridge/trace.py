@@ -18,8 +18,10 @@ read from a tensor (``x.size(0)``) stay dynamic in the TF graph.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -61,11 +63,127 @@ def trace(module: torch.nn.Module, example_inputs: tuple, registry: Registry, fr
     caller (see ``wrap_leaf_root``): export has no module path for the root to fold into.
     """
     refuse_packed_sequences(module, example_inputs)
-    ep, args = _export(module, example_inputs, free_dims or [()] * len(example_inputs))
+    leaf_paths, _ = _outer_paths(module, registry)
+    leaves = _Leaves()
+    with opaque_leaves(module, leaf_paths, leaves):
+        ep, args = _export(module, example_inputs, free_dims or [()] * len(example_inputs), leaves.restart)
     calls = record_calls(module, args, registry)
     scopes = _scopes(ep, module, registry)
-    values = _node_values(ep, module, args, scopes.boundary)
-    return _fold(module, ep, registry, calls, scopes, values)
+    with _active(leaves):
+        values = _node_values(ep, module, args, scopes.boundary)
+    return _fold(module, ep, calls, scopes, values, leaves.contexts)
+
+
+# ---------------------------------------------------------------- leaf modules as single opaque ops
+@dataclass
+class _LeafContext:
+    """One call of a leaf module during export: where it is, and the non-tensor parts of its call."""
+
+    path: str
+    forward: object  # the module's own bound forward
+    template: object  # pytree spec of (args, kwargs)
+    constants: list  # the flat (args, kwargs) leaves, with None where a tensor goes
+    out_paths: list = None  # index path in the return value of each tensor the op returns
+    out_structure: object = None  # the return value with tensors replaced by None
+
+
+_CONTEXTS: ContextVar[dict | None] = ContextVar("bridge_leaf_contexts", default=None)
+_LEAF_OP = None
+
+
+def _leaf_op():
+    """``bridge::leaf(key, tensors) -> tensors``: one graph node per leaf call (defined on first use)."""
+    global _LEAF_OP
+    if _LEAF_OP is None:
+        @torch.library.custom_op("bridge::leaf", mutates_args=())
+        def leaf(key: str, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+            return _run_leaf(key, tensors)
+
+        leaf.register_fake(_run_leaf)
+        _LEAF_OP = leaf
+    return _LEAF_OP
+
+
+def _run_leaf(key: str, tensors):
+    """Run the leaf's real forward (on fake tensors while exporting) and return its tensors, fresh."""
+    ctx = _CONTEXTS.get()[key]
+    feed = iter(tensors)
+    flat = [next(feed) if c is None else c[0] for c in ctx.constants]
+    args, kwargs = pytree.tree_unflatten(flat, ctx.template)
+    out = ctx.forward(*args, **kwargs)
+    found = list(_leaves(out))
+    ctx.out_paths = [index for index, _ in found]
+    ctx.out_structure = _without_tensors(out)
+    return [t.clone() for _, t in found]
+
+
+def _without_tensors(out):
+    if isinstance(out, torch.Tensor):
+        return None
+    if isinstance(out, (list, tuple)):
+        return type(out)(_without_tensors(v) for v in out)
+    return out
+
+
+class _Leaves:
+    """The leaf calls of the current export attempt, keyed by the op's key argument ("path#k")."""
+
+    def __init__(self):
+        self.contexts: dict[str, _LeafContext] = {}
+        self.counts: dict[str, int] = {}
+
+    def restart(self) -> None:
+        """Before each export attempt: call numbers count from 0 again."""
+        self.contexts.clear()
+        self.counts.clear()
+
+
+@contextlib.contextmanager
+def _active(leaves: _Leaves):
+    token = _CONTEXTS.set(leaves.contexts)
+    try:
+        yield
+    finally:
+        _CONTEXTS.reset(token)
+
+
+@contextlib.contextmanager
+def opaque_leaves(module, paths: list[str], leaves: _Leaves):
+    """While exporting, each leaf module's forward is one ``bridge::leaf`` op.
+
+    Export then never traces into a mapped (or refused) module: its internals cost no
+    tracing time, cannot fail the export, and the call keeps exactly its arguments.
+    """
+    op = _leaf_op()
+    modules = dict(module.named_modules())
+
+    def wrapper(path, forward):
+        def call(*args, **kwargs):
+            flat, template = pytree.tree_flatten((args, kwargs))
+            k = leaves.counts.get(path, 0)
+            leaves.counts[path] = k + 1
+            key = f"{path}#{k}"
+            ctx = leaves.contexts[key] = _LeafContext(
+                path, forward, template, [None if isinstance(v, torch.Tensor) else (v,) for v in flat])
+            outs = op(key, [v for v in flat if isinstance(v, torch.Tensor)])
+            return _rebuild(ctx.out_structure, dict(zip(map(tuple, ctx.out_paths), outs)))
+
+        return call
+
+    try:
+        for p in paths:
+            modules[p].forward = wrapper(p, modules[p].forward)
+        with _active(leaves):
+            yield
+    finally:
+        for p in paths:
+            modules[p].__dict__.pop("forward", None)
+
+
+def _rebuild(structure, tensors: dict, prefix: tuple = ()):
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_rebuild(v, tensors, (*prefix, i)) for i, v in enumerate(structure))
+    return tensors.get(prefix, structure)
 
 
 # ---------------------------------------------------------------- the real calls, recorded eagerly
@@ -83,12 +201,12 @@ def _outer_paths(module, registry) -> tuple[list[str], list[str]]:
 
 
 def record_calls(module, args: tuple, registry: Registry) -> dict[str, list[ModuleCallRecord]]:
-    """Per module path (leaf or decomposed), its calls in forward order, with their real arguments."""
-    leaves, decomposed = _outer_paths(module, registry)
+    """Per decomposed module path, its calls in forward order, with their real arguments and outputs."""
+    _, decomposed = _outer_paths(module, registry)
     seen: dict[str, list[ModuleCallRecord]] = {}
     modules = dict(module.named_modules())
     hooks = []
-    for p in leaves + decomposed:
+    for p in decomposed:
         def pre(mod, a, kw, p=p):
             seen.setdefault(p, []).append(ModuleCallRecord(a, dict(kw), None))
 
@@ -151,7 +269,7 @@ def wrap_leaf_root(module: torch.nn.Module, registry: Registry) -> torch.nn.Modu
     return LeafRoot(module) if is_leaf(module, registry) else module
 
 
-def _export(module, examples, free_dims):
+def _export(module, examples, free_dims, restart=lambda: None):
     """Non-strict export, with a symbolic batch dim when the model accepts a batch of 2.
 
     Returns the program and the inputs it was traced on (later steps replay exactly those).
@@ -163,6 +281,7 @@ def _export(module, examples, free_dims):
     first_error = None
     attempts = [(batched, dynamic), *([(examples, only_free)] if any(free_dims) else []), (examples, None)]
     for args, shapes in attempts:
+        restart()
         try:
             with warnings.catch_warnings():  # export's advice is for export users, not ours
                 warnings.simplefilter("ignore")
@@ -178,10 +297,8 @@ def _export(module, examples, free_dims):
 # ---------------------------------------------------------------- which ops ran in which module
 @dataclass
 class _Scopes:
-    """Leaf groups (one per leaf call) and decomposed calls, keyed by export's module-stack keys."""
+    """Which decomposed module calls each op ran in, keyed by export's module-stack keys."""
 
-    leaf_of: dict  # node -> (call key, path) of the outermost leaf it ran in
-    groups: dict  # leaf call key -> [nodes]
     decomposed_of: dict  # node -> [(call key, path)] of the decomposed modules it ran in
     boundary: set  # nodes whose values later steps compare with recorded tensors
 
@@ -189,7 +306,7 @@ class _Scopes:
 def _scopes(ep, module, registry) -> _Scopes:
     modules = dict(module.named_modules(remove_duplicate=False))
     canonical = {id(m): p for p, m in module.named_modules()}
-    leaf_of, groups, decomposed_of = {}, {}, {}
+    decomposed_of = {}
     for n in ep.graph.nodes:
         if n.op != "call_function" or str(n.target) in _DROP:
             continue
@@ -198,43 +315,16 @@ def _scopes(ep, module, registry) -> _Scopes:
             m = modules.get(path)
             if not path or m is None:
                 continue
-            if is_leaf(m, registry):  # a module registered under two names gets its first name (one TF layer)
-                leaf_of[n] = (key, canonical[id(m)])
-                groups.setdefault(key, []).append(n)
+            if is_leaf(m, registry):
                 break
             outer.append((key, canonical[id(m)]))
         decomposed_of[n] = outer
-    _hoist_sizes(groups, leaf_of)
     boundary = set()
     for n in ep.graph.nodes:
-        for u in n.users:
-            if leaf_of.get(u, (None,))[0] != leaf_of.get(n, (None,))[0] or decomposed_of.get(u) != decomposed_of.get(n):
-                boundary.add(n)
-        if n.op == "placeholder" or any(u.op == "output" for u in n.users):
+        if n.op == "placeholder" or any(u.op == "output" or decomposed_of.get(u) != decomposed_of.get(n)
+                                        for u in n.users):
             boundary.add(n)
-    return _Scopes(leaf_of, groups, decomposed_of, boundary)
-
-
-def _hoist_sizes(groups: dict, leaf_of: dict) -> None:
-    """Take size arithmetic (``bsz * num_heads``) out of leaf groups when it reads no internal tensor.
-
-    Export shares one node per symbolic size expression, so a size first computed inside a
-    module may be read by later code outside it; it is not one of the module's outputs.
-    """
-    for members in groups.values():
-        internal: set = set()
-        kept = []
-        for n in members:
-            val = n.meta.get("val")
-            is_size = isinstance(val, (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool))
-            if is_size and not any(a in internal for a in n.all_input_nodes):
-                del leaf_of[n]
-                continue
-            internal.add(n)
-            kept.append(n)
-        members[:] = kept
-    for key in [k for k, members in groups.items() if not members]:
-        del groups[key]
+    return _Scopes(decomposed_of, boundary)
 
 
 def _node_values(ep, module, args: tuple, keep: set) -> dict:
@@ -298,31 +388,42 @@ class _Matcher:
         return hit[0] if hit else None
 
 
-def _fold(module, ep, registry, calls, scopes: _Scopes, values) -> fx.GraphModule:
+@dataclass
+class _LeafOut:
+    """A folded leaf call and the index path of each tensor its op returned."""
+
+    call: fx.Node
+    paths: list
+
+
+def _fold(module, ep, calls, scopes: _Scopes, values, contexts: dict) -> fx.GraphModule:
+    """The exported graph with each ``bridge::leaf`` op turned back into a call of its module."""
     modules = dict(module.named_modules())
     kinds = {s.arg.name: s for s in ep.graph_signature.input_specs if hasattr(s.arg, "name")}
     nodes = [n for n in ep.graph.nodes if not (n.op == "call_function" and str(n.target) in _DROP)]
-    match = _Matcher(values)
-    call_index = _call_indices(nodes, scopes)
-    last = {g[-1]: key for key, g in scopes.groups.items()}
-    taps = _decomposed_taps(nodes, scopes, calls, call_index, match)
+    taps = _decomposed_taps(nodes, scopes, calls, _call_indices(nodes, scopes), _Matcher(values))
+    leaf = _leaf_op()._opoverload
     graph, env, attrs = fx.Graph(), {}, {}
     for n in nodes:
         if n.op == "placeholder":
             env[n] = _placeholder(graph, n, kinds[n.name], module, ep, attrs)
-        elif n in scopes.leaf_of:
-            if n not in last:
-                continue
-            key, path = scopes.leaf_of[n]
-            recorded = calls.get(path, [])
-            k = call_index[key]
-            if k >= len(recorded):
-                raise UnsupportedError([Unsupported(path, type(modules[path]).__name__,
-                                                    "its calls in the traced graph and in torch differ")])
-            for out in _emit_call(graph, env, scopes.groups[key], path, kinds, attrs, modules, recorded[k], match):
-                for where, index in taps.get(out, ()):
-                    graph.call_function(tap, (where, index, env[out]))
+        elif n.op == "call_function" and n.target == leaf:
+            ctx = contexts[n.args[0]]
+            tensors = iter([_lookup(env, a) for a in n.args[1]])
+            args, kwargs = pytree.tree_unflatten([next(tensors) if c is None else c[0] for c in ctx.constants],
+                                                 ctx.template)
+            attrs[ctx.path] = modules[ctx.path]
+            call = graph.call_module(ctx.path, tuple(args), dict(kwargs))
+            call.meta = dict(n.meta)
+            env[n] = _LeafOut(call, ctx.out_paths)
             continue
+        elif n.op == "call_function" and n.target is operator.getitem and isinstance(env.get(n.args[0]), _LeafOut):
+            out = env[n.args[0]]
+            node = out.call
+            for i in out.paths[n.args[1]]:
+                node = graph.call_function(operator.getitem, (node, i))
+            node.meta = dict(n.meta)
+            env[n] = node
         elif n.op == "output":  # the flat outputs, rebuilt into the model's own structure (dicts too)
             flat = fx.map_arg(n.args[0], lambda a: _lookup(env, a))
             graph.output(pytree.tree_unflatten(list(flat), ep.call_spec.out_spec))
@@ -339,11 +440,10 @@ def _fold(module, ep, registry, calls, scopes: _Scopes, values) -> fx.GraphModul
 
 
 def _call_indices(nodes, scopes: _Scopes) -> dict:
-    """Export's module-stack key of each call -> which call of its module it is (forward order)."""
+    """Export's module-stack key of each decomposed call -> which call of its module it is."""
     index, count = {}, {}
     for n in nodes:
-        own = [scopes.leaf_of[n]] if n in scopes.leaf_of else []
-        for key, path in (*scopes.decomposed_of.get(n, ()), *own):
+        for key, path in scopes.decomposed_of.get(n, ()):
             if key not in index:
                 index[key] = count.get(path, 0)
                 count[path] = index[key] + 1
@@ -412,77 +512,6 @@ def _leaves(obj, prefix=()):
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             yield from _leaves(v, (*prefix, i))
-
-
-def _emit_call(graph, env, group, path, kinds, attrs, modules, record: ModuleCallRecord, match: _Matcher):
-    """One call_module node for a leaf module's ops, with the module's real arguments.
-
-    Each tensor the module was called with is found in the graph by value, so ``att(h, h, h)``
-    passes ``h`` three times and a keyword mask stays a keyword. Values used outside the module
-    are read from its return value (``out`` in ``(out, (h, c))``).
-    """
-    inside = set(group)
-    externals = []
-    for n in group:
-        for a in n.all_input_nodes:
-            if a not in inside and a not in externals and not _own_weight(a, kinds, path):
-                externals.append(a)
-    everywhere = [n for n in env if n not in externals]  # e.g. a tensor the module ignores but was given
-    taken: set = set()
-
-    def node_for(value, name):
-        if isinstance(value, torch.Tensor):
-            hit = match.find(value, externals, taken) or match.find(value, everywhere, taken)
-            if hit is None:  # nothing in the traced graph reads it (the module ignored it): pass what it was
-                return _constant(graph, attrs, value)
-            taken.add(hit)
-            return _lookup(env, hit)
-        if isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
-            return type(value)(node_for(v, f"{name}[{i}]") for i, v in enumerate(value))
-        if value is None or isinstance(value, (bool, int, float, str)):
-            return value
-        raise UnsupportedError([Unsupported(path, type(modules[path]).__name__,
-                                            f"argument {name} is a {type(value).__name__}, not a tensor or number")])
-
-    args = tuple(node_for(a, f"#{i}") for i, a in enumerate(record.args))
-    kwargs = {k: node_for(v, k) for k, v in record.kwargs.items()}
-    attrs[path] = modules[path]
-    call = graph.call_module(path, args, kwargs)
-    call.meta = dict(group[0].meta)
-    returned = list(_leaves(record.output))
-    taken_out: set = set()
-    outs = [n for n in group if any(u not in inside for u in n.users)]
-    for out in outs:
-        node = call
-        for i in _position(out, returned, taken_out, match):
-            node = graph.call_function(operator.getitem, (node, i))
-        node.meta = dict(out.meta)
-        env[out] = node
-    return outs
-
-
-def _constant(graph, attrs, value: torch.Tensor) -> fx.Node:
-    name = f"bridge_constant_{len(attrs)}"
-    attrs[name] = value.detach().clone()
-    node = graph.get_attr(name)
-    node.meta["val"] = attrs[name]
-    return node
-
-
-def _position(out: fx.Node, returned: list, taken: set, match: _Matcher) -> tuple:
-    """Where an ATen value sits in the module's return value: the first unused leaf equal to it."""
-    for index, tensor in returned:
-        if index not in taken and match.same(out, tensor):
-            taken.add(index)
-            return index
-    raise UnsupportedError([Unsupported(_where(out), str(out.target),
-                                        "a value computed inside this module is used outside it, "
-                                        "but is not one of the module's outputs")])
-
-
-def _own_weight(node, kinds, path) -> bool:
-    spec = kinds.get(node.name) if node.op == "placeholder" else None
-    return bool(spec and spec.target and spec.kind != InputKind.USER_INPUT and spec.target.startswith(path + "."))
 
 
 class _Recorder(fx.Interpreter):
