@@ -24,7 +24,7 @@ DEFAULT_RTOL = DEFAULT.rtol  # bound = rtol * max(1, max|torch|); see tolerances
 
 
 def flatten_outputs(obj, prefix: str = "output") -> list[tuple[str, object]]:
-    """(name, tensor) pairs in a fixed order: a tensor, or nested tuples/lists/dicts of them."""
+    """(name, tensor) pairs in a fixed order: a tensor, or nested tuples/lists/dicts of them (None skipped)."""
     if isinstance(obj, (list, tuple)):
         out = []
         for i, v in enumerate(obj):
@@ -35,6 +35,8 @@ def flatten_outputs(obj, prefix: str = "output") -> list[tuple[str, object]]:
         for k, v in obj.items():
             out += flatten_outputs(v, str(k)) if not _is_tensor(v) else [(str(k), v)]
         return out
+    if obj is None:
+        return []
     return [(f"{prefix}_0", obj)]
 
 

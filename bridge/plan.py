@@ -429,6 +429,8 @@ class Emitter:
                 return f"({inner},)" if isinstance(v, tuple) else f"[{inner}]"
             if isinstance(v, dict):
                 return "{" + ", ".join(f"{k!r}: {out(x, str(k))}" for k, x in v.items()) + "}"
+            if v is None:  # e.g. MultiheadAttention's weights with need_weights=False
+                return "None"
             raise NotSupported(f"output of type {type(v).__name__} is not a tensor")
 
         result = self.value(node.args[0])

@@ -163,6 +163,22 @@ def test_token_ids_are_int32_at_the_tfjs_boundary_and_overflow_is_refused():
         savedmodel.feeds_for(port, (too_big, padding()))
 
 
+class ReturnsAttentionTuple(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.att = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        return self.att(x, x, x, need_weights=False)  # (out, None), returned as it is
+
+
+def test_a_none_inside_the_output_structure_is_kept():
+    port = assert_port_matches(seeded(ReturnsAttentionTuple), (randn(2, 5, 8),))
+    assert port.output_names == ["output_0"]
+    out = port.tf_model(randn(2, 5, 8).numpy())
+    assert isinstance(out, tuple) and len(out) == 2 and out[1] is None
+
+
 @pytest.mark.node
 def test_tfjs(node_or_skip):
     BATCH.assert_all_within()
