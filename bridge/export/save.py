@@ -176,7 +176,7 @@ def _per_module_tfjs(port, options: SaveOptions) -> dict:
 
 def _metadata(port, report) -> dict:
     ckpt = port.checkpoint
-    layouts = ["NCHW" if x.dim() == 4 else "NCL" if x.dim() == 3 and x.dtype.is_floating_point else "torch"
+    layouts = ["NCHW" if x.dim() == 4 else "torch"  # torch order as it is: (N, T, F) for a sequence
                for x in port.example_inputs]
     specs = savedmodel.input_specs(port)
     outs = port.torch_outputs(port.example_inputs)
