@@ -67,7 +67,7 @@ def _render(node: _Tree, path: str, modules: dict, indent: str) -> str:
         return "[\n" + "".join(f"{inner}{v},\n" for v in items) + f"{indent}]"
     if isinstance(module, torch.nn.ModuleDict) or not all(k.isidentifier() and not keyword.iskeyword(k) for k in kids):
         return "{\n" + "".join(f"{inner}{k!r}: {v},\n" for k, v in kids.items()) + f"{indent}}}"
-    args = [f"path={path!r}"] + [f"{k}={v}" for k, v in kids.items()]
+    args = [repr(path)] + [f"{k}={v}" for k, v in kids.items()]
     return "L.Namespace(\n" + "".join(f"{inner}{a},\n" for a in args) + f"{indent})"
 
 

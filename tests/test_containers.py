@@ -43,7 +43,7 @@ def test_tree_names_and_structured_outputs():
     assert report.ok and report.runtime("tf").max_abs_error <= 1e-5 * 10
     src = port.source
     assert "self.stem = [" in src and "self.blocks = [" in src
-    assert "L.Namespace(" in src and "path='blocks.0'" in src
+    assert "L.Namespace(" in src and "'blocks.0'," in src
     assert "self.heads['box-reg'](" in src and "self.blocks[1].conv(" in src
     assert [d.name for d in report.per_module][:2] == ["stem.0", "stem.1"]
     assert port.output_names == ["cls", "box"]

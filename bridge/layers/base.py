@@ -68,7 +68,7 @@ def _tensor(value):
 class Namespace(tf.Module):
     """A plain container mirroring a torch module that has children but no mapping itself."""
 
-    def __init__(self, *, path: str, **children):
+    def __init__(self, path: str, /, **children):  # positional-only: a child may be called "self" or "path"
         super().__init__(name=identifier(path))
         self.torch_path = path
         for key, child in children.items():
