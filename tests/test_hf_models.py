@@ -6,7 +6,8 @@ rotary embeddings, grouped KV heads), each with eager attention and, where the S
 exists, with ``attn_implementation="sdpa"``; RoBERTa, DistilBERT and the T5 encoder with eager
 attention. The example attention mask pads the end of one
 row; parity also runs seeded random 0/1 masks and a batch of 3. A second check feeds the
-converted model other sequence lengths, which the generated code reads with tf.shape.
+converted model other sequence lengths, which the generated code reads with tf.shape, and the
+Llama port is run in tfjs cpu and wasm (node).
 
 Measured TF max abs errors are 6e-8 to 1e-6 on outputs of magnitude 1 to 3.4, so the
 float32 bound 1e-5 * max(1, max|torch|) holds for every output.
@@ -102,17 +103,8 @@ def _has_sdpa_mapping() -> bool:
 
 ATTN = ["eager", pytest.param("sdpa", marks=pytest.mark.skipif(not _has_sdpa_mapping(),
                                                                 reason="no SDPA op mapping yet"))]
-# BERT has a child module named ``self`` (BertAttention.self); the generated
-# ``L.Namespace(path=..., self=...)`` collides with Namespace.__init__'s own ``self``. The fix
-# is in bridge/layers/base.py (``def __init__(self, /, *, path, **children)``); strict, so this
-# mark fails as soon as it is fixed and must then be removed.
-_NAMESPACE_SELF = pytest.mark.xfail(raises=TypeError, strict=True,
-                                    reason="L.Namespace cannot hold a child named 'self' (bridge/layers/base.py)")
-MODELS = [pytest.param(bert, marks=_NAMESPACE_SELF, id="bert"),
-          pytest.param(bert_mean_pooled, marks=_NAMESPACE_SELF, id="bert_mean_pooled"),
-          pytest.param(gpt2, id="gpt2"), pytest.param(llama, id="llama")]
-MORE_MODELS = [pytest.param(roberta, marks=_NAMESPACE_SELF, id="roberta"), pytest.param(distilbert, id="distilbert"),
-               pytest.param(t5_encoder, id="t5_encoder")]
+MODELS = [pytest.param(f, id=f.__name__) for f in (bert, bert_mean_pooled, gpt2, llama)]
+MORE_MODELS = [pytest.param(f, id=f.__name__) for f in (roberta, distilbert, t5_encoder)]
 
 
 def inputs(batch: int = 2, seq: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
