@@ -196,27 +196,52 @@ def _runs_at(module, examples: tuple, dims: list) -> bool:
 
 
 def _confirm_free_dims(port: Port) -> None:
-    """Keep the free dims only if the TF port computes torch's values at the other size too.
+    """Keep a free dim only if the TF port, traced with that dim unknown, computes torch's values at another size.
 
-    The traced graph may have fixed a length (a mapped layer's internals, or code that reads a
-    size as a constant); then the export keeps the traced size, and the report says so.
+    The traced graph may have fixed a size (a mapped layer's internals, or code that reads a size
+    as a constant); then that dim keeps its traced size, and the report says so. Dims of equal
+    size (``input_ids`` and ``attention_mask`` share the sequence length) are tried together.
     """
-    if not any(port.dynamic_dims):
+    if not any(port.dynamic_dims) or _follows(port, port.dynamic_dims):
         return
-    inputs = other_lengths(port.example_inputs, port.dynamic_dims, port.options.seed + 2)
-    try:
-        ref = port.torch_outputs(inputs)
-        got = parity.flatten_outputs(port.tf_model(*[parity.to_numpy(x) for x in inputs]))
-        ok = len(ref) == len(got) and all(
-            parity.compare(n, r, np.asarray(g), port.tolerance.output.rtol).ok for (n, r), (_, g) in zip(ref, got))
-    except Exception:  # the TF graph cannot run at another size
-        ok = False
-    if not ok:
-        fixed = ", ".join(f"{n}{list(x.shape)}" for n, x in zip(port.input_names, port.example_inputs))
-        port.notes.append(f"input sizes other than the batch are fixed at the traced ones ({fixed}): the TF graph "
-                          "does not follow torch at other sizes")
-        port.dynamic_dims = [frozenset() for _ in port.example_inputs]
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for i, (x, free) in enumerate(zip(port.example_inputs, port.dynamic_dims)):
+        for d in free:
+            groups.setdefault(int(x.shape[d]), []).append((i, d))
+    kept: list[set] = [set() for _ in port.example_inputs]
+    for members in groups.values():
+        trial = [set(k) for k in kept]
+        for i, d in members:
+            trial[i].add(d)
+        if _follows(port, trial):
+            kept = trial
+    dropped = [(n, sorted(set(f) - k)) for n, f, k in zip(port.input_names, port.dynamic_dims, kept) if set(f) - k]
+    port.notes.append("fixed at the traced size (the TF graph does not follow torch at other sizes): "
+                      + ", ".join(f"{n} dim {', '.join(map(str, d))}" for n, d in dropped))
+    port.dynamic_dims = [frozenset(k) for k in kept]
 
+
+def _follows(port: Port, dims: list) -> bool:
+    """The TF port traced with ``dims`` unknown matches torch on inputs where those dims change size."""
+    import tensorflow as tf
+
+    from .export.savedmodel import tf_dtype
+
+    if not any(dims):
+        return True
+    specs = [tf.TensorSpec([None if (d in free or (d == 0 and port.dynamic_batch)) else n
+                            for d, n in enumerate(x.shape)], tf_dtype(x.dtype))
+             for x, free in zip(port.example_inputs, dims)]
+    inputs = other_lengths(port.example_inputs, dims, port.options.seed + 2)
+    try:
+        fn = tf.function(lambda *a: [t for _, t in parity.flatten_outputs(port.tf_model(*a))], input_signature=specs,
+                         autograph=False)
+        got = fn(*[tf.constant(parity.to_numpy(x).astype(s.dtype.as_numpy_dtype)) for x, s in zip(inputs, specs)])
+        ref = port.torch_outputs(inputs)
+        return len(ref) == len(got) and all(
+            parity.compare(n, r, np.asarray(g), port.tolerance.output.rtol).ok for (n, r), g in zip(ref, got))
+    except Exception:  # the graph cannot be traced or run with those sizes unknown
+        return False
 
 def _runs_on(module: torch.nn.Module, examples: tuple) -> None:
     """The torch model must run on the example inputs before anything else is tried."""

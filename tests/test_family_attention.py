@@ -18,6 +18,9 @@ import bridge.layers as L
 from bridge.errors import UnsupportedError
 from bridge.mappings.attention import mha_config, mha_fast_path, mha_weights
 from _parity import ATOL, Fn, Fn2, assert_port_matches, randn, seeded
+from _tfjs_batch import TfjsBatch
+
+BATCH = TfjsBatch()
 
 H, E = 2, 4  # heads and head dim of the SDPA rows; sequences: L = 5 queries, S = 7 keys
 
@@ -85,9 +88,9 @@ SDPA_CASES = [
 ]
 
 
-@pytest.mark.parametrize("module, inputs", SDPA_CASES)
+@BATCH.parametrize("module, inputs", SDPA_CASES)
 def test_sdpa_matches_torch(module, inputs):
-    assert_port_matches(seeded(lambda: module), inputs)
+    return assert_port_matches(seeded(lambda: module), inputs)
 
 
 def test_sdpa_dead_rows_are_zero_like_torch():
@@ -321,9 +324,9 @@ MHA_PORT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("module, inputs", MHA_PORT_CASES)
+@BATCH.parametrize("module, inputs", MHA_PORT_CASES)
 def test_mha_port_matches_torch(module, inputs):
-    assert_port_matches(seeded(lambda: module), inputs)
+    return assert_port_matches(seeded(lambda: module), inputs)
 
 
 def test_mha_port_two_sequence_lengths_one_graph():
@@ -419,3 +422,9 @@ def test_attention_runs_in_tfjs(node_or_skip, tmp_path):
         assert len(runtimes[backend]["outputs"]) == len(scale)
         for out in runtimes[backend]["outputs"]:
             assert out["problem"] is None and out["max_abs_error"] <= TFJS_ATOL * scale[out["name"]], (backend, out)
+
+
+@pytest.mark.node
+def test_every_port_row_in_tfjs(node_or_skip):
+    """Every SDPA and MHA port row above, at every parity input set (two lengths where free), on cpu and wasm."""
+    BATCH.assert_all_within()
