@@ -87,3 +87,12 @@ def test_bridge_support_prints_the_table_and_the_markdown_matrix(capsys):
     assert main(["support"]) == 0
     summary = ", ".join(f"{k}: {n}" for k, n in counts(support_rows()).items())
     assert summary in capsys.readouterr().out
+
+
+def test_the_committed_support_matrix_is_current():
+    """docs/support.md is what `bridge support --markdown` prints (regenerate it when a verdict changes)."""
+    from bridge.support import markdown
+
+    from conftest import ROOT
+
+    assert (ROOT / "docs" / "support.md").read_text() == markdown(support_rows())
