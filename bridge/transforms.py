@@ -24,7 +24,8 @@ class Transform:
     def __call__(self, *arrays: np.ndarray) -> np.ndarray:
         if len(arrays) != self.arity:
             raise TypeError(f"transform {self.name} takes {self.arity} array(s), got {len(arrays)}")
-        return np.ascontiguousarray(self.fn(*arrays))
+        out = self.fn(*arrays)
+        return np.ascontiguousarray(out).reshape(np.shape(out))  # ascontiguousarray makes a 0-d array 1-d
 
 
 IDENTITY = Transform("identity", "PT (...) -> TF (...) unchanged", lambda a: a)

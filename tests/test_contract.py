@@ -192,3 +192,12 @@ def test_packed_sequences_are_refused_with_what_to_do_instead():
         bridge.convert(Packed().eval(), (randn(2, 5, 3),))
     text = str(info.value)
     assert "PackedSequence" in text and "padded batch" in text and "rnn" in text
+
+
+def test_a_zero_dim_tensor_constant_keeps_its_shape():
+    class Scaled(nn.Module):
+        def forward(self, x):
+            return x * torch.tensor(2.0)
+
+    port = bridge.convert(Scaled().eval(), (randn(2, 3),))
+    assert port.parity().ok and port.parity().max_abs_error == 0.0

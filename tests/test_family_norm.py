@@ -10,7 +10,19 @@ from torch import nn
 
 from _parity import Fn, assert_port_matches, randn, seeded
 
+def rms(shape, **kw) -> nn.RMSNorm:
+    """nn.RMSNorm with a random weight (a fresh one is all ones and would hide a dropped weight)."""
+    m = nn.RMSNorm(shape, **kw)
+    if m.weight is not None:
+        with torch.no_grad():
+            m.weight.copy_(1 + 0.5 * torch.randn(m.weight.shape, generator=torch.Generator().manual_seed(3)))
+    return m
+
+
 CASES = [
+    pytest.param(lambda: rms(8), (2, 5, 8), id="rmsnorm-last1-eps-default"),
+    pytest.param(lambda: rms((5, 8), eps=1e-6), (2, 5, 8), id="rmsnorm-last2"),
+    pytest.param(lambda: rms(8, elementwise_affine=False), (3, 8), id="rmsnorm-no-affine"),
     pytest.param(lambda: nn.BatchNorm1d(6), (4, 6), id="bn1d-NC"),
     pytest.param(lambda: nn.BatchNorm1d(6), (2, 6, 5), id="bn1d-NCL"),
     pytest.param(lambda: nn.BatchNorm2d(6), (2, 6, 5, 7), id="bn2d"),

@@ -57,6 +57,18 @@ def rms_norm(x, ndim: int, eps: float, gamma=None):
     return y * gamma if gamma is not None else y
 
 
+class RMSNorm(Layer):
+    """torch.nn.RMSNorm over the trailing ``normalized_shape`` axes."""
+
+    def __init__(self, *, path, normalized_shape: tuple, eps: float, elementwise_affine: bool = True):
+        super().__init__(path=path)
+        self.eps, self.ndim = eps, len(normalized_shape)
+        self.gamma = self.variable("gamma", list(normalized_shape)) if elementwise_affine else None
+
+    def call(self, x):
+        return rms_norm(x, self.ndim, self.eps, self.gamma)
+
+
 class LayerNorm(Layer):
     def __init__(self, *, path, normalized_shape: tuple, eps: float, elementwise_affine: bool = True, bias: bool = True):
         super().__init__(path=path)

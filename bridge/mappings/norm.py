@@ -1,6 +1,6 @@
 """BatchNorm1d/2d (over channels, last in TF), LayerNorm (over the trailing dims), and
-the ops F.layer_norm / F.rms_norm record. (nn.RMSNorm the module is refused in
-not_supported.py for now; F.rms_norm and hand-written RMS norms like Llama's map.)"""
+RMSNorm, and the ops F.layer_norm / F.rms_norm record (hand-written RMS norms like
+Llama's map through the arith ops)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,17 @@ def layer_norm(m, call):
     return LayerPlan("LayerNorm", config, weights, (want,), want)
 
 
+@module_mapping(nn.RMSNorm)
+def rms_norm(m, call):
+    """x / sqrt(mean(x^2) + eps) over the trailing dims; eps=None is torch's finfo(float32).eps."""
+    x = call.inputs[0]
+    want = _trailing_layout(x, len(m.normalized_shape))
+    eps = float(torch.finfo(torch.float32).eps) if m.eps is None else float(m.eps)
+    weights = {"gamma": Weight("weight", T.IDENTITY)} if m.elementwise_affine else {}
+    config = {"normalized_shape": tuple(m.normalized_shape), "eps": eps, "elementwise_affine": m.elementwise_affine}
+    return LayerPlan("RMSNorm", config, weights, (want,), want)
+
+
 def _norm_op(kind: str):
     def emit(c):
         """layer_norm(input, normalized_shape, weight, bias, eps) / rms_norm(input, normalized_shape, weight, eps)."""
@@ -74,4 +85,4 @@ def _norm_op(kind: str):
 layer_norm_op = op_mapping(A.layer_norm.default)(_norm_op("layer"))
 rms_norm_op = op_mapping(A.rms_norm.default)(_norm_op("rms"))
 
-MAPPINGS = (batch_norm, layer_norm, layer_norm_op, rms_norm_op)
+MAPPINGS = (batch_norm, layer_norm, rms_norm, layer_norm_op, rms_norm_op)

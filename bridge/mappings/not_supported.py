@@ -40,7 +40,7 @@ NOT_SUPPORTED = {
         nn.Hardshrink, nn.Hardsigmoid, nn.Hardswish, nn.Hardtanh, nn.InstanceNorm1d, nn.InstanceNorm2d,
         nn.InstanceNorm3d, nn.LPPool1d, nn.LPPool2d, nn.LPPool3d, nn.LocalResponseNorm, nn.LogSigmoid,
         nn.MaxPool1d, nn.MaxPool3d, nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d, nn.Mish, nn.PReLU,
-        nn.PairwiseDistance, nn.PixelShuffle, nn.PixelUnshuffle, nn.RMSNorm, nn.ReLU6, nn.ReflectionPad1d,
+        nn.PairwiseDistance, nn.PixelShuffle, nn.PixelUnshuffle, nn.ReLU6, nn.ReflectionPad1d,
         nn.ReflectionPad2d, nn.ReflectionPad3d, nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d,
         nn.SELU, nn.Softmax2d, nn.Softmin, nn.Softplus, nn.Softshrink, nn.Softsign, nn.Tanhshrink, nn.Threshold,
         nn.Unflatten, nn.Unfold, nn.Upsample, nn.UpsamplingBilinear2d, nn.UpsamplingNearest2d, nn.ZeroPad1d,
