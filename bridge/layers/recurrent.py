@@ -49,7 +49,9 @@ GRAPH_FORMS = ("loop", "unroll", "while_concat")
 def _rnn_step(act):
     def step(xw_t, states, kernel_hh, extra):
         (h,) = states
-        h = act(xw_t + tf.matmul(h, kernel_hh))
+        # AddN, not Add: the tfjs converter would fuse MatMul + Add(another MatMul) + Relu into a
+        # _FusedMatMul whose "bias" is a full matrix, which tfjs-wasm refuses (bias=False cells)
+        h = act(tf.add_n([xw_t, tf.matmul(h, kernel_hh)]))
         return h, (h,)
 
     return step
