@@ -14,8 +14,9 @@ One markdown row per (cell, form, length, batch):
   json_kB, nodes            model.json size and graph nodes (top level + loop body functions)
   convert_s                 wall time of the conversion (includes ~5-8 s of starting a Python
                             with TF and tensorflowjs)
-  wasm_ms, cpu_ms           median latency of warm runs (3 warm-up runs; at most --reps runs or
-                            --budget-ms per case, at least 3; output read back included)
+  wasm_ms, cpu_ms           median latency of warm runs (3 warm-up rounds, then up to --reps rounds,
+                            each running every case of the model once, until --budget-ms per case
+                            is spent, at least 3; output read back included)
   err                       max abs error vs torch over output, h_n (and c_n), both backends
 
 Loop forms keep the sequence length dynamic, so one model serves every length;
@@ -23,6 +24,7 @@ the unrolled form needs one model per length.
 
 Usage: .venv/bin/python scripts/rnn_graph_form.py [--lengths 16 128 512] [--batches 1 4]
        [--forms unroll loop ...] [--cells LSTM GRU] [--reps 20] [--json rows.json]
+       .venv/bin/python scripts/rnn_graph_form.py --browser [--lengths ...]   (webgl check)
 """
 
 from __future__ import annotations
@@ -91,33 +93,52 @@ async function run(model, feeds, outs) {
   }
 }
 
-async function timeCase(model, c, backend) {
-  const feeds = {};
-  for (const i of c.inputs) feeds[i.node] = tf.tensor(new Float32Array(exact(await readFile(join(req.work_dir, i.file)))), i.shape);
-  const times = [];
-  let out;
+async function runOnce(model, feeds) {
+  const t0 = performance.now();
+  let out = await run(model, feeds, req.outputs);
+  if (!Array.isArray(out)) out = [out];
+  await Promise.all(out.map((t) => t.data()));
+  return [performance.now() - t0, out];
+}
+
+// Rounds over all cases (one run of each per round), so load from elsewhere on the
+// machine spreads over every case instead of landing on one.
+async function timeCases(model, backend) {
+  const feeds = {}, times = {}, errors = {}, last = {};
+  for (const c of req.cases) {
+    feeds[c.id] = {};
+    for (const i of c.inputs) feeds[c.id][i.node] = tf.tensor(new Float32Array(exact(await readFile(join(req.work_dir, i.file)))), i.shape);
+    times[c.id] = [];
+  }
+  const live = () => req.cases.filter((c) => !(c.id in errors));
   const start = performance.now();
-  const warm = req.warmups;
-  for (let r = 0; r < warm + req.reps; r++) {  // the first `warm` runs are not timed
-    const t0 = performance.now();
-    out = await run(model, feeds, req.outputs);
-    if (!Array.isArray(out)) out = [out];
-    await Promise.all(out.map((t) => t.data()));
-    if (r >= warm) times.push(performance.now() - t0);
-    const last = r === warm + req.reps - 1 || (times.length >= 3 && performance.now() - start > req.budget_ms);
-    if (last) break;
-    tf.dispose(out);
+  for (let r = 0; r < req.warmups + req.reps; r++) {
+    for (const c of live()) {
+      try {
+        const [ms, out] = await runOnce(model, feeds[c.id]);
+        if (r >= req.warmups) times[c.id].push(ms);
+        if (last[c.id]) tf.dispose(last[c.id]);
+        last[c.id] = out;
+      } catch (e) { errors[c.id] = String((e && e.message) || e); }
+    }
+    if (r >= req.warmups + 2 && performance.now() - start > req.budget_ms * req.cases.length) break;
   }
-  const files = [];
-  for (const [k, t] of out.entries()) {
-    const file = `out_${backend}_${c.id}_${k}.bin`;
-    const d = await t.data();
-    await writeFile(join(req.work_dir, file), new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-    files.push({ file, shape: t.shape });
+  const result = {};
+  for (const c of req.cases) {
+    if (c.id in errors) { result[c.id] = { ok: false, error: errors[c.id] }; continue; }
+    const files = [];
+    for (const [k, t] of last[c.id].entries()) {
+      const file = `out_${backend}_${c.id}_${k}.bin`;
+      const d = await t.data();
+      await writeFile(join(req.work_dir, file), new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+      files.push({ file, shape: t.shape });
+    }
+    tf.dispose(last[c.id]);
+    const ts = times[c.id].sort((x, y) => x - y);
+    result[c.id] = { ok: true, median_ms: ts[Math.floor((ts.length - 1) / 2)], runs: ts.length, outputs: files };
   }
-  tf.dispose(out); tf.dispose(Object.values(feeds));
-  times.sort((a, b) => a - b);
-  return { ok: true, median_ms: times[Math.floor((times.length - 1) / 2)], runs: times.length, outputs: files };
+  for (const f of Object.values(feeds)) tf.dispose(Object.values(f));
+  return result;
 }
 
 const result = {};
@@ -128,10 +149,9 @@ for (const backend of req.backends) {
     await tf.ready();
   } catch (e) { for (const c of req.cases) result[backend][c.id] = { ok: false, error: String(e) }; continue; }
   const model = await tf.loadGraphModel(handler(req.model_dir));
-  for (const c of req.cases) {
-    try { result[backend][c.id] = await timeCase(model, c, backend); }
-    catch (e) { result[backend][c.id] = { ok: false, error: String((e && e.message) || e) }; }
-  }
+  result[backend] = await timeCases(model, backend);
+  if (backend === 'wasm') result.wasm_flags = { simd: tf.env().getBool('WASM_HAS_SIMD_SUPPORT'),
+                                                threads: tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') };
   model.dispose();
 }
 await writeFile(join(req.work_dir, 'result.json'), JSON.stringify(result));
@@ -242,6 +262,7 @@ def run_node(model: dict, inputs: dict[str, np.ndarray], backends, reps: int, bu
     if proc.returncode != 0:
         raise RuntimeError(f"bench runner failed: {proc.stderr[-2000:]}")
     result = json.loads((work / "result.json").read_text())
+    print(f"# wasm flags: {result.pop('wasm_flags', None)}", file=sys.stderr)
     for per_case in result.values():
         for r in per_case.values():
             if r["ok"]:
@@ -320,7 +341,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, default=20, help="timed warm runs per case (at most)")
     p.add_argument("--budget-ms", type=float, default=8000, help="stop timing a case after this (min 3 runs)")
     p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--browser", action="store_true",
+                   help="instead: run the layer's default form through bridge's export in headless Chromium "
+                        "(webgl, wasm, cpu) and print the max error vs torch per backend")
     return p
+
+
+def browser_check(args) -> None:
+    """The layer's default form, exported by bridge.export.tfjs, run by bridge.export.browser."""
+    from bridge.export.browser import run_browser
+    from bridge.export.tfjs import convert_to_tfjs
+
+    rng = np.random.default_rng(0)
+    print("| cell | T | B | backend | err | max abs torch |\n|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="rnn-browser-") as tmp:
+        for cell in args.cells:
+            module = torch_module(cell, args.hidden, seed=0)
+            served = Served(tf_layer(cell, module, "loop"), None)
+            root = Path(tmp) / cell
+            tf.saved_model.save(served, str(root / "sm"), signatures=served.serve.get_concrete_function())
+            convert_to_tfjs(root / "sm", root / "tfjs", metadata={"bench": "rnn_graph_form"})
+            for t, b in ((t, b) for t in args.lengths for b in args.batches):
+                x = rng.standard_normal((b, t, INPUT_SIZE)).astype(np.float32)
+                ref = torch_output(module, x)
+                for backend, outs in run_browser(root / "tfjs", {"x": x}).items():
+                    err = float(np.abs(outs["out"] - ref).max())
+                    print(f"| {cell} | {t} | {b} | {backend} | {err:.1e} | {np.abs(ref).max():.2f} |", flush=True)
 
 
 def main(argv=None) -> int:
@@ -329,6 +375,9 @@ def main(argv=None) -> int:
     if reason:
         print(f"cannot run tfjs in Node: {reason}", file=sys.stderr)
         return 2
+    if args.browser:
+        browser_check(args)
+        return 0
     print("| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS), flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="rnn-graph-form-") as tmp:
