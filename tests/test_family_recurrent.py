@@ -26,7 +26,7 @@ class WithState(nn.Module):
         self.rnn = rnn
 
     def forward(self, x, h0, c0=None):
-        return self.rnn(x, h0 if c0 is None else (h0, c0))
+        return self.rnn(x, hx=h0 if c0 is None else (h0, c0))  # by keyword, as torch's forward names it
 
 
 def _states(rnn, batch: int, seed: int = 5) -> tuple:

@@ -305,8 +305,8 @@ class RNN(_Recurrent):
                          num_layers=num_layers, nonlinearity=nonlinearity, bias=bias, batch_first=batch_first,
                          bidirectional=bidirectional, unroll=unroll)
 
-    def call(self, x, h0=None):
-        y, h_n, _ = self._forward(x, h0)
+    def call(self, input, hx=None):  # torch's forward(input, hx=None)
+        y, h_n, _ = self._forward(input, hx)
         return y, h_n
 
 
@@ -319,9 +319,9 @@ class LSTM(_Recurrent):
                          num_layers=num_layers, bias=bias, batch_first=batch_first,
                          bidirectional=bidirectional, proj_size=proj_size, unroll=unroll)
 
-    def call(self, x, state=None):
-        h0, c0 = state if state is not None else (None, None)
-        y, h_n, c_n = self._forward(x, h0, c0)
+    def call(self, input, hx=None):  # torch's forward(input, hx=None), hx = (h0, c0)
+        h0, c0 = hx if hx is not None else (None, None)
+        y, h_n, c_n = self._forward(input, h0, c0)
         return y, (h_n, c_n)
 
 
@@ -334,8 +334,8 @@ class GRU(_Recurrent):
                          num_layers=num_layers, bias=bias, batch_first=batch_first,
                          bidirectional=bidirectional, unroll=unroll)
 
-    def call(self, x, h0=None):
-        y, h_n, _ = self._forward(x, h0)
+    def call(self, input, hx=None):  # torch's forward(input, hx=None)
+        y, h_n, _ = self._forward(input, hx)
         return y, h_n
 
 
@@ -379,8 +379,8 @@ class RNNCell(_Cell):
         super().__init__(path=path, mode="RNN", input_size=input_size, hidden_size=hidden_size, bias=bias,
                          nonlinearity=nonlinearity)
 
-    def call(self, x, h=None):
-        return self._one_step(x, (h,))[0]
+    def call(self, input, hx=None):  # torch's forward(input, hx=None)
+        return self._one_step(input, (hx,))[0]
 
 
 class LSTMCell(_Cell):
@@ -389,8 +389,8 @@ class LSTMCell(_Cell):
     def __init__(self, *, path, input_size, hidden_size, bias=True):
         super().__init__(path=path, mode="LSTM", input_size=input_size, hidden_size=hidden_size, bias=bias)
 
-    def call(self, x, state=None):
-        h, c = self._one_step(x, state if state is not None else (None, None))
+    def call(self, input, hx=None):  # torch's forward(input, hx=None), hx = (h, c)
+        h, c = self._one_step(input, hx if hx is not None else (None, None))
         return h, c
 
 
@@ -400,5 +400,5 @@ class GRUCell(_Cell):
     def __init__(self, *, path, input_size, hidden_size, bias=True):
         super().__init__(path=path, mode="GRU", input_size=input_size, hidden_size=hidden_size, bias=bias)
 
-    def call(self, x, h=None):
-        return self._one_step(x, (h,))[0]
+    def call(self, input, hx=None):  # torch's forward(input, hx=None)
+        return self._one_step(input, (hx,))[0]
