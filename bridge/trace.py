@@ -2,15 +2,18 @@
 
 We trace with non-strict ``torch.export`` (docs/tracers.md has the measured
 comparison: fx symbolic tracing fails on HF models and on shape-dependent
-Python, export traced every model tried). Export inlines every module into ATen
-ops, but tags each op with the stack of modules it ran in. We use that to fold
-each *leaf* module call back into one ``call_module`` node named by its path:
-a module whose registry verdict is *mapped* or *not supported*. Modules with
-the verdict *decompose* (containers, composites, user code) are traced
-through; their outputs are marked with ``tap`` nodes so per-module parity
-still reports them. Per-module parity and the generated source need those boundaries.
-What runs outside leaf modules (the user's own forward code) stays as ATen ops,
-which the op mappings translate.
+Python, export traced every model tried).
+
+* A *leaf* module (registry verdict *mapped* or *not supported*) is one opaque
+  ``bridge::leaf`` op while exporting (``opaque_leaves``): export never traces
+  into it, and the op node is folded back into one ``call_module`` node with
+  exactly the module's arguments (tensors, tuples of them, flags) and its
+  output structure.
+* A *decomposed* module (containers, composites such as the transformer
+  stacks, user code) is traced through; its ATen ops are translated by the op
+  mappings. Export tags each op with the stack of modules it ran in; the
+  values each decomposed call returned are found in the graph and marked with
+  ``tap`` nodes, so per-module parity still reports it at its path.
 
 The batch dimension is traced symbolically when the model allows it, so sizes
 read from a tensor (``x.size(0)``) stay dynamic in the TF graph.
@@ -43,15 +46,6 @@ _DROP = {"aten._assert_tensor_metadata.default", "aten._assert_scalar.default",
 def is_leaf(module: torch.nn.Module | None, registry: Registry) -> bool:
     """A module the tracer keeps as one call: mapped or refused. Decomposed ones are traced through."""
     return module is not None and registry.verdict(module).verdict != Verdict.DECOMPOSE
-
-
-@dataclass
-class ModuleCallRecord:
-    """One real call of a module: its arguments (tensors, tuples of them, Python values) and its return value."""
-
-    args: tuple
-    kwargs: dict
-    output: object
 
 
 def trace(module: torch.nn.Module, example_inputs: tuple, registry: Registry, free_dims=None) -> fx.GraphModule:
@@ -200,21 +194,23 @@ def _outer_paths(module, registry) -> tuple[list[str], list[str]]:
     return leaves, decomposed
 
 
-def record_calls(module, args: tuple, registry: Registry) -> dict[str, list[ModuleCallRecord]]:
-    """Per decomposed module path, its calls in forward order, with their real arguments and outputs."""
+def record_calls(module, args: tuple, registry: Registry) -> dict[str, list]:
+    """Per decomposed module path, the return value of each call, in the order the calls start."""
     _, decomposed = _outer_paths(module, registry)
-    seen: dict[str, list[ModuleCallRecord]] = {}
+    seen: dict[str, list] = {}
+    open_calls: dict[str, list[int]] = {}
     modules = dict(module.named_modules())
     hooks = []
     for p in decomposed:
-        def pre(mod, a, kw, p=p):
-            seen.setdefault(p, []).append(ModuleCallRecord(a, dict(kw), None))
+        def pre(mod, a, p=p):
+            open_calls.setdefault(p, []).append(len(seen.setdefault(p, [])))
+            seen[p].append(None)
 
-        def post(mod, a, kw, out, p=p):
-            seen[p][-1].output = out
+        def post(mod, a, out, p=p):
+            seen[p][open_calls[p].pop()] = out
 
-        hooks.append(modules[p].register_forward_pre_hook(pre, with_kwargs=True))
-        hooks.append(modules[p].register_forward_hook(post, with_kwargs=True))
+        hooks.append(modules[p].register_forward_pre_hook(pre))
+        hooks.append(modules[p].register_forward_hook(post))
     try:
         with torch.no_grad():
             module(*args)
@@ -464,7 +460,7 @@ def _decomposed_taps(nodes, scopes: _Scopes, calls, call_index, match) -> dict:
             continue
         outs = [n for n in members if n in scopes.boundary]
         taken: set = set()
-        for index, tensor in _leaves(recorded[k].output):
+        for index, tensor in _leaves(recorded[k]):
             hit = match.find(tensor, outs, taken)
             if hit is not None:
                 taken.add(hit)
