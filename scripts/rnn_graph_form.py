@@ -53,6 +53,7 @@ from bridge.export.tfjs import node_status  # noqa: E402
 from bridge.layers import recurrent as R  # noqa: E402
 
 INPUT_SIZE = 32
+ERR_CHARS = int(os.environ.get("BENCH_ERR_CHARS", 80))  # how much of an error message a table cell shows
 JS_DIR = Path(os.environ.get("BRIDGE_JS_DIR") or Path(__file__).resolve().parents[1] / "bridge/export/js")
 # Variants measured: (graph form of the layer, lowered). "lowered" turns off the layer's
 # _functional_while marking, so the converter's default freezing lowers the While to v1
@@ -77,7 +78,10 @@ function handler(dir) {
     delete mj.signature;
     return tf.io.getModelArtifactsForJSON(mj, async (manifest) => {
       const specs = [], bufs = [];
-      for (const g of manifest) { for (const p of g.paths) bufs.push(exact(await readFile(join(dir, p)))); specs.push(...g.weights); }
+      for (const g of manifest) {
+        for (const p of g.paths) bufs.push(exact(await readFile(join(dir, p))));
+        specs.push(...g.weights);
+      }
       return [specs, bufs];
     });
   } };
@@ -107,7 +111,10 @@ async function timeCases(model, backend) {
   const feeds = {}, times = {}, errors = {}, last = {};
   for (const c of req.cases) {
     feeds[c.id] = {};
-    for (const i of c.inputs) feeds[c.id][i.node] = tf.tensor(new Float32Array(exact(await readFile(join(req.work_dir, i.file)))), i.shape);
+    for (const i of c.inputs) {
+      const data = new Float32Array(exact(await readFile(join(req.work_dir, i.file))));
+      feeds[c.id][i.node] = tf.tensor(data, i.shape);
+    }
     times[c.id] = [];
   }
   const live = () => req.cases.filter((c) => !(c.id in errors));
@@ -305,7 +312,7 @@ def _row(cell, form, x, exported, results, ref) -> dict:
     errs = []
     for backend in ("cpu", "wasm"):
         r = results.get(backend, {}).get(case_id)
-        row[backend] = "n/a" if r is None else ("ok" if r["ok"] else r["error"].splitlines()[0][:int(os.environ.get("BENCH_ERR_CHARS", 80))])
+        row[backend] = "n/a" if r is None else ("ok" if r["ok"] else r["error"].splitlines()[0][:ERR_CHARS])
         if r and r["ok"]:
             row[f"{backend}_ms"] = r["median_ms"]
             errs.append(float(np.abs(r["out"] - ref).max()) if r["out"].shape == ref.shape else float("inf"))
