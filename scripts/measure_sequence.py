@@ -231,7 +231,11 @@ for (const c of req.cases) {
 
 
 def wasm_latency(spec: Spec, tfjs_dir: Path, example_length: int, runs: int) -> dict[int, str]:
-    """Median wasm milliseconds per sequence length (batch 1), or the error text for that length."""
+    """'median/min' wasm milliseconds per sequence length (batch 1), or the error text for that length.
+
+    The minimum is printed beside the median because the machine may be shared: load from other
+    processes moves the median by 2-3x between runs, the minimum much less.
+    """
     from bridge.export.tfjs import _js_dir
 
     meta = json.loads((tfjs_dir / "model.json").read_text())["userDefinedMetadata"]["bridge"]
@@ -248,7 +252,7 @@ def wasm_latency(spec: Spec, tfjs_dir: Path, example_length: int, runs: int) -> 
     for line in proc.stdout.splitlines():
         if line.startswith("{"):
             r = json.loads(line)
-            found[r["length"]] = r.get("error") or f"{statistics.median(r['ms']):.2f}"
+            found[r["length"]] = r.get("error") or f"{statistics.median(r['ms']):.1f}/{min(r['ms']):.1f}"
     if not found:
         raise RuntimeError(f"timing run failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
     return found
@@ -291,11 +295,11 @@ def measure(spec: Spec, base: Path, browser: bool, runs: int) -> list[str]:
     seq = ",".join(str(n) for n in sorted(n for n in lengths if n is not None))
     cells = [f"{spec.name:<21}"] + [f"{errs.get(r, '-'):>17}" for r in RUNTIMES] + [
         f"{report['parity']['n_inputs']:>4}", f"{seq:>7}", f"{g['json_bytes']:>9}", f"{g['nodes']:>6}",
-        f"{g['weights']:>9}", f"{g['transposes']:>5}", f"{wall:>7.1f}", f"{latency.get(example_length, '-'):>8}"]
+        f"{g['weights']:>9}", f"{g['transposes']:>5}", f"{wall:>7.1f}", f"{latency.get(example_length, '-'):>11}"]
     rows = [" ".join(cells)]
     extra = list(spec.lengths)
     if extra:
-        rows.append(f"{'':<21} wasm latency batch 1 by sequence length (ms, median of {runs}): "
+        rows.append(f"{'':<21} wasm latency batch 1 by sequence length (ms, median/min of {runs}): "
                     + "  ".join(f"T={n}: {latency.get(n, '-')}" for n in extra))
     return rows
 
@@ -303,9 +307,10 @@ def measure(spec: Spec, base: Path, browser: bool, runs: int) -> list[str]:
 def header(runs: int) -> str:
     cells = [f"{'model':<21}"] + [f"{r:>17}" for r in RUNTIMES] + [
         f"{'sets':>4}", f"{'seqlens':>7}", f"{'json B':>9}", f"{'nodes':>6}", f"{'weight B':>9}", f"{'Tr':>5}",
-        f"{'conv s':>7}", f"{'wasm ms':>8}"]
+        f"{'conv s':>7}", f"{'wasm ms':>11}"]
     return (" ".join(cells) + "\n" + f"(errors: max abs/max rel vs torch; 'sets' parity input sets; 'Tr' Transpose ops "
-            f"in the tfjs graph; 'wasm ms' tfjs-wasm in Node, batch 1, example length, median of {runs} warm runs)")
+            f"in the tfjs graph; 'wasm ms' tfjs-wasm in Node, batch 1, example length, median/min of {runs} warm runs after "
+            f"{WARMUP} warm-up; browser-webgl on the first 2 parity sets only)")
 
 
 def main() -> None:
