@@ -30,13 +30,13 @@ NET = textwrap.dedent('''
     class Bad(nn.Module):
         def __init__(self):
             super().__init__()
-            self.rnn = nn.LSTM(4, 4)
+            self.soft = nn.Softmin(dim=-1)  # refused: no TF mapping yet
             self.conv3 = nn.Conv3d(1, 1, 1)
             self.fc = nn.Linear(4, 4)
 
         def forward(self, x):
-            y = torch.cumsum(self.fc(x), dim=1)
-            return self.rnn(y)[0] + self.conv3(x[:, None, None, None]).flatten(1)
+            y = torch.cumprod(self.fc(x), dim=1)
+            return self.soft(y) + self.conv3(x[:, None, None, None]).flatten(1)
 ''')
 
 
@@ -57,9 +57,9 @@ def test_unsupported_parts_are_listed_together_exit_3(netfile, tmp_path, capsys)
     out = tmp_path / "out"
     code, _, err = run(["convert", f"{netfile}:Bad", "--input", "2x4", "--out", out, "--no-tfjs"], capsys)
     assert code == 3
-    assert "rnn: torch.nn.modules.rnn.LSTM" in err
+    assert "soft: torch.nn.modules.activation.Softmin - no TF mapping yet" in err
     assert "conv3: torch.nn.modules.conv.Conv3d" in err
-    assert "aten.cumsum" in err and "nets.py:" in err
+    assert "aten.cumprod" in err and "nets.py:" in err
     assert not out.exists()
 
 
