@@ -46,3 +46,10 @@ def conv(m, call):
 
 
 MAPPINGS = (conv,)
+
+
+# classes of this family not mapped yet, each with its reason (tests/test_verdicts.py keeps every class in one list)
+NOT_SUPPORTED = {
+    **{cls: "no TF mapping yet" for cls in (
+        nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.LazyConv3d, nn.LazyConvTranspose1d, nn.LazyConvTranspose2d, nn.LazyConvTranspose3d)},
+}
