@@ -201,3 +201,16 @@ def test_a_zero_dim_tensor_constant_keeps_its_shape():
 
     port = bridge.convert(Scaled().eval(), (randn(2, 3),))
     assert port.parity().ok and port.parity().max_abs_error == 0.0
+
+
+def test_a_dim_the_tf_graph_needs_static_stays_fixed_and_the_note_says_so():
+    """torch's SDPA accepts any head size, but the TF graph computes its scale from the static size."""
+
+    class Attend(nn.Module):
+        def forward(self, q):
+            return nn.functional.scaled_dot_product_attention(q, q, q)
+
+    port = bridge.convert(Attend().eval(), (randn(2, 3, 5, 4),))
+    assert port.dynamic_dims == [frozenset({1, 2})]  # heads and length free, the head size fixed
+    assert any("q dim 3" in n for n in port.notes), port.notes
+    assert port.parity().ok
