@@ -9,6 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from _parity import Fn, assert_port_matches, randn, seeded
+from _tfjs_batch import TfjsBatch
+
+# InstanceNorm with affine=False warns when num_features is given; harmless here
+pytestmark = pytest.mark.filterwarnings("ignore:input.s size at dim=:UserWarning")
 
 def rms(shape, **kw) -> nn.RMSNorm:
     """nn.RMSNorm with a random weight (a fresh one is all ones and would hide a dropped weight)."""
@@ -84,3 +88,68 @@ class FunctionalNorms(nn.Module):
 @pytest.mark.parametrize("kind", ["layer_norm", "layer_norm-plain", "rms_norm", "rms_norm-plain", "llama-rms"])
 def test_functional_norm(kind):
     assert_port_matches(seeded(lambda: FunctionalNorms(kind)), (randn(2, 5, 8),))
+
+
+# ---------------------------------------------------------------- BatchNorm3d, InstanceNorm, GroupNorm, LRN (+ tfjs)
+
+BATCH = TfjsBatch()
+
+
+def stats(m: nn.Module, seed: int = 5) -> nn.Module:
+    """Random affine parameters and running stats (fresh ones are 1/0 and would hide a dropped or swapped one)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        if getattr(m, "weight", None) is not None:
+            m.weight.copy_(1 + 0.5 * torch.randn(m.weight.shape, generator=gen))
+            m.bias.copy_(0.5 * torch.randn(m.bias.shape, generator=gen))
+        if getattr(m, "running_mean", None) is not None:
+            m.running_mean.copy_(0.5 * torch.randn(m.running_mean.shape, generator=gen))
+            m.running_var.copy_(0.5 + 1.5 * torch.rand(m.running_var.shape, generator=gen))
+    return m
+
+
+def lazy(m: nn.Module, shape) -> nn.Module:
+    """A Lazy* module after its first call, which infers num_features and turns it into its base class."""
+    m(torch.zeros(shape))
+    return stats(m)
+
+
+MORE = [
+    pytest.param(lambda: nn.BatchNorm3d(4), (2, 4, 3, 5, 6), id="bn3d"),
+    pytest.param(lambda: nn.BatchNorm3d(4, affine=False, track_running_stats=False), (2, 4, 3, 5, 6),
+                 id="bn3d-batch-stats-no-affine"),
+    pytest.param(lambda: lazy(nn.LazyBatchNorm3d(), (2, 4, 3, 5, 6)), (2, 4, 3, 5, 6), id="lazy-bn3d"),
+    pytest.param(lambda: nn.InstanceNorm1d(4), (2, 4, 9), id="in1d"),
+    pytest.param(lambda: nn.InstanceNorm1d(4), (4, 9), id="in1d-unbatched"),
+    pytest.param(lambda: stats(nn.InstanceNorm1d(4, affine=True)), (2, 4, 9), id="in1d-affine"),
+    pytest.param(lambda: nn.InstanceNorm2d(4, eps=1e-3), (2, 4, 5, 7), id="in2d-eps1e-3"),
+    pytest.param(lambda: stats(nn.InstanceNorm2d(4, affine=True)), (4, 5, 7), id="in2d-affine-unbatched"),
+    pytest.param(lambda: stats(nn.InstanceNorm2d(4, track_running_stats=True)), (2, 4, 5, 7), id="in2d-running"),
+    pytest.param(lambda: stats(nn.InstanceNorm2d(4, affine=True, track_running_stats=True)), (4, 5, 7),
+                 id="in2d-affine-running-unbatched"),
+    pytest.param(lambda: nn.InstanceNorm3d(3), (2, 3, 4, 5, 6), id="in3d"),
+    pytest.param(lambda: stats(nn.InstanceNorm3d(3, affine=True)), (3, 4, 5, 6), id="in3d-affine-unbatched"),
+    pytest.param(lambda: lazy(nn.LazyInstanceNorm1d(), (2, 4, 9)), (2, 4, 9), id="lazy-in1d"),
+    pytest.param(lambda: lazy(nn.LazyInstanceNorm2d(affine=True), (2, 4, 5, 7)), (2, 4, 5, 7), id="lazy-in2d"),
+    pytest.param(lambda: lazy(nn.LazyInstanceNorm3d(track_running_stats=True), (2, 3, 4, 5, 6)), (2, 3, 4, 5, 6),
+                 id="lazy-in3d"),
+    pytest.param(lambda: stats(nn.GroupNorm(2, 6)), (2, 6, 5, 7), id="gn2d"),
+    pytest.param(lambda: stats(nn.GroupNorm(3, 6)), (2, 6), id="gn-NC"),
+    pytest.param(lambda: stats(nn.GroupNorm(1, 6, eps=1e-3)), (2, 6, 9), id="gn1-NCL-eps1e-3"),
+    pytest.param(lambda: nn.GroupNorm(6, 6, affine=False), (2, 6, 3, 4, 5), id="gn6-NCDHW-no-affine"),
+    pytest.param(lambda: nn.LocalResponseNorm(3), (2, 6, 5, 7), id="lrn3"),
+    pytest.param(lambda: nn.LocalResponseNorm(4, alpha=1e-2, beta=0.5, k=2.0), (2, 6, 9), id="lrn4-NCL-options"),
+    pytest.param(lambda: nn.LocalResponseNorm(5, alpha=0.1), (2, 6, 3, 4, 5), id="lrn5-NCDHW"),
+    pytest.param(lambda: nn.Sequential(nn.Conv2d(3, 6, 3), stats(nn.GroupNorm(3, 6)), nn.ReLU(),
+                                       stats(nn.InstanceNorm2d(6, affine=True))), (2, 3, 7, 9), id="conv-gn-in"),
+]
+
+
+@BATCH.parametrize("factory, shape", MORE)
+def test_norm_more(factory, shape):
+    return assert_port_matches(seeded(factory), (randn(*shape),))
+
+
+@pytest.mark.node
+def test_tfjs_norm_more(node_or_skip):
+    BATCH.assert_all_within()

@@ -5,23 +5,25 @@ its own file; the torch-side mapping that chooses a layer is in
 ``bridge/mappings/<same family>.py``.
 """
 
-from .activation import (GELU, Identity, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh, gelu, hardsigmoid,
-                         hardswish, mish, silu, softplus)
+from .activation import (GELU, Identity, LeakyReLU, LogSoftmax, PReLU, ReLU, Sigmoid, SiLU, Softmax, Tanh, celu, elu,
+                         gelu, glu, hardshrink, hardsigmoid, hardswish, log_sigmoid, mish, prelu, silu, softmax,
+                         softplus, softshrink, threshold)
 from .base import Layer, Namespace, keep_batch_reshape, parameter, record_outputs, tap
 from .conv import Conv1d, Conv2d
 from .linear import Embedding, Linear, lookup, matmul
-from .norm import BatchNorm, LayerNorm, layer_norm, rms_norm, RMSNorm
+from .norm import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm, layer_norm, rms_norm, RMSNorm
 from .padding import pad_axes, spatial_pad
-from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, adaptive_avg_pool2d, avg_pool2d, max_pool2d
-from .shape import Flatten, take, take_along, take_nd, triangle
+from .pooling import *  # noqa: F401,F403  (pooling lists its names in its __all__)
+from .shape import Flatten, channel_shuffle, pixel_shuffle, pixel_unshuffle, resample, take, take_along, take_nd, triangle
 from .recurrent import *  # noqa: F401,F403  (each new family lists its names in __all__)
 from .attention import *  # noqa: F401,F403
 
 __all__ = [
-    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm", "Conv1d", "Conv2d", "Embedding", "Flatten", "GELU",
+    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm", "GroupNorm", "InstanceNorm", "LocalResponseNorm", "Conv1d", "Conv2d", "Embedding", "Flatten", "GELU",
     "Identity", "Layer", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "matmul", "LayerNorm", "RMSNorm", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d", "Namespace",
     "ReLU", "Sigmoid", "SiLU", "Softmax", "Tanh", "gelu", "keep_batch_reshape", "pad_axes",
     "parameter", "record_outputs", "silu", "spatial_pad", "tap",
     "hardsigmoid", "hardswish", "layer_norm", "lookup", "mish", "rms_norm", "softplus", "take", "take_along",
-    "take_nd", "triangle",
+    "take_nd", "triangle", "channel_shuffle", "pixel_shuffle", "pixel_unshuffle", "resample",
+    "PReLU", "celu", "elu", "glu", "hardshrink", "log_sigmoid", "prelu", "softmax", "softshrink", "threshold",
 ]

@@ -1,9 +1,10 @@
-"""BatchNorm (over the last TF axis: channels-last) and LayerNorm (over the last
-``len(normalized_shape)`` axes), and the functions layer_norm / rms_norm for the
-functional forms. All are written as plain arithmetic so no fused op reaches tfjs."""
+"""BatchNorm (over the last TF axis: channels-last), InstanceNorm, GroupNorm and
+LocalResponseNorm (channels-last), LayerNorm (over the last ``len(normalized_shape)``
+axes), and the functions layer_norm / rms_norm for the functional forms. All are written as plain arithmetic so no fused op reaches tfjs."""
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from .base import Layer
@@ -78,3 +79,86 @@ class LayerNorm(Layer):
 
     def call(self, x):
         return layer_norm(x, self.ndim, self.eps, self.gamma, self.beta)
+
+
+def _affine(y, gamma, beta):
+    if gamma is not None:
+        y = y * gamma
+    return y + beta if beta is not None else y
+
+
+class InstanceNorm(Layer):
+    """torch.nn.InstanceNorm1d/2d/3d on channels-last input (batched N...C or unbatched ...C).
+
+    Without running stats (torch's default) each sample and channel is normalized over its
+    spatial axes; with track_running_stats=True eval mode uses the running stats like BatchNorm.
+    """
+
+    def __init__(self, *, path, num_features: int, eps: float, affine: bool = False, running_stats: bool = False,
+                 batched: bool = True):
+        super().__init__(path=path)
+        self.eps, self.running_stats, self.batched = eps, running_stats, batched
+        self.gamma = self.variable("gamma", [num_features]) if affine else None
+        self.beta = self.variable("beta", [num_features]) if affine else None
+        self.moving_mean = self.variable("moving_mean", [num_features]) if running_stats else None
+        self.moving_variance = self.variable("moving_variance", [num_features]) if running_stats else None
+
+    def call(self, x):
+        x = tf.convert_to_tensor(x)
+        if self.running_stats:
+            mean, var = self.moving_mean, self.moving_variance
+        else:
+            axes = list(range(1 if self.batched else 0, x.shape.rank - 1))
+            mean = tf.reduce_mean(x, axes, keepdims=True)
+            var = tf.reduce_mean(tf.square(x - mean), axes, keepdims=True)
+        return _affine((x - mean) * tf.math.rsqrt(var + self.eps), self.gamma, self.beta)
+
+
+class GroupNorm(Layer):
+    """torch.nn.GroupNorm on channels-last input (N, *, C): statistics per sample over each group of channels.
+
+    Per-channel means over the spatial axes are averaged within each group with a constant
+    (C, G) 0/1 matrix, so no reshape of the (dynamic-batch) feature map is needed.
+    """
+
+    def __init__(self, *, path, num_groups: int, num_channels: int, eps: float, affine: bool = True):
+        super().__init__(path=path)
+        self.eps = eps
+        member = np.zeros((num_channels, num_groups), np.float32)
+        member[np.arange(num_channels), np.arange(num_channels) // (num_channels // num_groups)] = 1.0
+        self.to_group = tf.constant(member / (num_channels // num_groups))  # channel means -> group means
+        self.to_channel = tf.constant(member.T)  # group values -> each of its channels
+        self.gamma = self.variable("gamma", [num_channels]) if affine else None
+        self.beta = self.variable("beta", [num_channels]) if affine else None
+
+    def _group_mean(self, v, axes):
+        per_channel = tf.reduce_mean(v, axes)  # (N, C)
+        spread = tf.matmul(tf.matmul(per_channel, self.to_group), self.to_channel)  # (N, C), each group's mean
+        return tf.reshape(spread, [-1, *[1] * len(axes), spread.shape[-1]])
+
+    def call(self, x):
+        x = tf.convert_to_tensor(x)
+        if x.shape.rank == 2:  # (N, C): as (N, 1, C), else tfjs fuses matmul + subtract into a wasm-failing op
+            return tf.squeeze(self.call(tf.expand_dims(x, 1)), 1)
+        axes = list(range(1, x.shape.rank - 1))
+        centered = x - self._group_mean(x, axes)
+        var = self._group_mean(tf.square(centered), axes)
+        return _affine(centered * tf.math.rsqrt(var + self.eps), self.gamma, self.beta)
+
+
+class LocalResponseNorm(Layer):
+    """torch.nn.LocalResponseNorm over the channel axis (last in TF):
+    x / (k + alpha/n * sum of x^2 over a window of n channels, zero-padded n//2 before, (n-1)//2 after)^beta."""
+
+    def __init__(self, *, path, size: int, alpha: float, beta: float, k: float):
+        super().__init__(path=path)
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def call(self, x):
+        x = tf.convert_to_tensor(x)
+        channels = x.shape[-1]
+        rank = x.shape.rank
+        pads = [[0, 0]] * (rank - 1) + [[self.size // 2, (self.size - 1) // 2]]
+        sq = tf.pad(tf.square(x), pads)
+        total = tf.add_n([sq[..., i:i + channels] for i in range(self.size)])
+        return x * tf.pow(self.k + (self.alpha / self.size) * total, -self.beta)
