@@ -128,3 +128,86 @@ def test_transformers_activation(name):
     from transformers.activations import get_activation
 
     assert_port_matches(seeded(lambda: nn.Sequential(nn.Linear(5, 6), get_activation(name))), (randn(2, 3, 5),))
+
+
+# ---- the other activation modules (issue 7): each class and option once, checked in TF and in tfjs
+from _tfjs_batch import TfjsBatch  # noqa: E402
+
+BATCH = TfjsBatch()
+
+
+def _after_linear(act, width: int = 5, gain: float = 1.0):
+    """Linear(6, width), times ``gain`` (to reach a clamp or a threshold), then ``act``."""
+    return Fn(lambda s, x: s.act(gain * s.fc(x)), fc=nn.Linear(6, width), act=act)
+
+
+def _alone(act):
+    """A traced-through module as the whole model (in an Fn: a Sequential of only traced ops has no layers)."""
+    return Fn(lambda s, x: s.act(x), act=act)
+
+
+def _prelu(n: int):
+    """PReLU with distinct slopes, so a slope applied to the wrong channel shows."""
+    m = nn.PReLU(n)
+    with torch.no_grad():
+        m.weight.copy_(torch.linspace(-0.5, 1.5, n))
+    return m
+
+
+ROWS = [  # (factory, input shape)
+    pytest.param(lambda: _after_linear(nn.ReLU6(), gain=6.0), (3, 6), id="ReLU6"),
+    pytest.param(lambda: _after_linear(nn.Hardtanh(-0.5, 0.8)), (3, 6), id="Hardtanh"),
+    pytest.param(lambda: _after_linear(nn.Hardsigmoid(), gain=4.0), (3, 6), id="Hardsigmoid"),
+    pytest.param(lambda: _after_linear(nn.Hardswish(), gain=4.0), (3, 6), id="Hardswish"),
+    pytest.param(lambda: _after_linear(nn.Mish()), (3, 6), id="Mish"),
+    pytest.param(lambda: _after_linear(nn.Softplus()), (3, 6), id="Softplus"),
+    pytest.param(lambda: _after_linear(nn.Softplus(beta=2.0, threshold=1.0), gain=2.0), (3, 6),
+                 id="Softplus-beta-threshold"),
+    pytest.param(lambda: _after_linear(nn.Softsign(), gain=3.0), (3, 6), id="Softsign"),
+    pytest.param(lambda: _after_linear(nn.Tanhshrink()), (3, 6), id="Tanhshrink"),
+    pytest.param(lambda: _after_linear(nn.ELU()), (3, 6), id="ELU"),
+    pytest.param(lambda: _after_linear(nn.ELU(alpha=0.5, inplace=True)), (3, 6), id="ELU-alpha-inplace"),
+    pytest.param(lambda: _after_linear(nn.SELU()), (3, 6), id="SELU"),
+    pytest.param(lambda: _after_linear(nn.CELU(alpha=0.7)), (3, 6), id="CELU"),
+    pytest.param(lambda: _after_linear(nn.GLU(), width=6), (3, 6), id="GLU"),
+    pytest.param(lambda: _on_conv_map(nn.GLU(dim=1)), (2, 3, 7, 9), id="GLU-dim1-conv-map"),
+    pytest.param(lambda: _after_linear(nn.Softshrink(0.3)), (3, 6), id="Softshrink"),
+    pytest.param(lambda: _after_linear(nn.Hardshrink(0.4)), (3, 6), id="Hardshrink"),
+    pytest.param(lambda: _after_linear(nn.Threshold(0.1, 20.0)), (3, 6), id="Threshold"),
+    pytest.param(lambda: _after_linear(nn.Threshold(-0.2, -3.0, inplace=True)), (3, 6), id="Threshold-inplace"),
+    pytest.param(lambda: _after_linear(nn.LogSigmoid(), gain=30.0), (3, 6), id="LogSigmoid"),
+    pytest.param(lambda: _after_linear(nn.RReLU(0.1, 0.3)), (3, 6), id="RReLU-eval"),
+    pytest.param(lambda: _after_linear(nn.PReLU()), (3, 6), id="PReLU-one-slope"),
+    pytest.param(lambda: _after_linear(_prelu(5)), (3, 6), id="PReLU-per-feature"),
+    pytest.param(lambda: _on_conv_map(_prelu(4)), (2, 3, 7, 9), id="PReLU-per-channel-conv-map"),
+    pytest.param(lambda: Fn(lambda s, x: s.fc(s.act(s.conv(x).flatten(1))), conv=nn.Conv2d(3, 4, 3), act=_prelu(1),
+                            fc=nn.Linear(4 * 5 * 7, 3)), (2, 3, 7, 9), id="PReLU-after-flatten"),
+    pytest.param(lambda: nn.Sequential(_prelu(1)), (4,), id="PReLU-1d"),  # torch: a 1-d input has one channel
+    pytest.param(lambda: nn.Sequential(_prelu(5)), (2, 5, 3), id="PReLU-per-channel-3d"),
+    pytest.param(lambda: _after_linear(nn.Softmin(dim=1)), (3, 6), id="Softmin"),
+    pytest.param(lambda: _on_conv_map(nn.Softmin(dim=1)), (2, 3, 7, 9), id="Softmin-dim1-conv-map"),
+    pytest.param(lambda: _on_conv_map(nn.Softmax2d()), (2, 3, 7, 9), id="Softmax2d-conv-map"),
+    pytest.param(lambda: _alone(nn.Softmax2d()), (3, 4, 5), id="Softmax2d-unbatched"),
+    pytest.param(lambda: nn.Sequential(nn.Softmax(dim=0)), (), id="Softmax-0d"),  # torch: one element, 1.0
+    pytest.param(lambda: nn.Sequential(nn.LogSoftmax(dim=-1)), (), id="LogSoftmax-0d"),
+    pytest.param(lambda: _alone(nn.Softmin(dim=-1)), (), id="Softmin-0d"),
+]
+
+
+@BATCH.parametrize("factory, shape", ROWS)
+def test_more_activations(factory, shape):
+    return assert_port_matches(seeded(factory), (randn(*shape),))
+
+
+def test_rrelu_training_is_refused():
+    """F.rrelu(training=True) draws random slopes: conversion refuses it, naming the reason.
+    (An nn.RReLU module is converted in eval mode, like every model.)"""
+    import bridge
+
+    with pytest.raises(Exception, match="training mode"):
+        bridge.convert(Fn(lambda s, x: F.rrelu(x, training=True)), (randn(3, 6),))
+
+
+@pytest.mark.node
+def test_tfjs_more_activations(node_or_skip):
+    BATCH.assert_all_within()
