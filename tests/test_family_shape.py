@@ -1,6 +1,8 @@
 """Shape ops, mostly right after a conv (channels-last inside TF, torch order outside):
 flatten/view/reshape into Linear, permute/transpose, squeeze/unsqueeze, cat, stack,
-indexing, F.pad. Also: how many transposes a conv stack costs."""
+indexing, F.pad. Also: how many transposes a conv stack costs. Then the padding,
+shuffle and resampling modules (nn.*Pad*, Unflatten, Pixel(Un)Shuffle, ChannelShuffle,
+Upsample / F.interpolate), in TF and tfjs."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import bridge
+from bridge.errors import UnsupportedError
 from _parity import Fn, Fn2, assert_port_matches, randn, seeded
+from _tfjs_batch import TfjsBatch
 
 C, H, W = 4, 5, 7  # conv output of a (2, 3, 7, 9) input with a 3x3 kernel
 
@@ -274,3 +279,87 @@ class RawEmbedding(nn.Module):
 
 def test_embedding_op():
     assert_port_matches(seeded(RawEmbedding), (torch.tensor([[1, 9, 0], [4, 4, 7]]),))
+
+
+# ---------------------------------------------------------------- padding, shuffle and resampling modules (tfjs too)
+BATCH = TfjsBatch()
+
+
+def mod(module_factory, conv: int | None = None):
+    """``module`` applied to the input, after a conv (3 -> ``conv`` channels, NHWC inside TF) when given."""
+    if conv is None:
+        return lambda: Fn(lambda s, x: s.m(x), m=module_factory())
+    return lambda: Fn(lambda s, x: s.m(s.conv(x)), conv=nn.Conv2d(3, conv, 3), m=module_factory())
+
+
+MODULES = [
+    # pads: traced through to the mapped aten pad op (1-D/2-D/3-D, batched and unbatched)
+    pytest.param(mod(lambda: nn.ZeroPad1d((2, 1))), (3, 5), id="zeropad1d-unbatched"),
+    pytest.param(mod(lambda: nn.ZeroPad2d((1, 2, 0, 1)), conv=4), (2, 3, 6, 7), id="zeropad2d-after-conv"),
+    pytest.param(mod(lambda: nn.ZeroPad3d(1)), (1, 2, 3, 4, 3), id="zeropad3d"),
+    pytest.param(mod(lambda: nn.ConstantPad1d(2, -1.5)), (2, 3, 5), id="constantpad1d"),
+    pytest.param(mod(lambda: nn.ConstantPad2d((1, 0, 2, 1), 0.5)), (3, 4, 5), id="constantpad2d-unbatched"),
+    pytest.param(mod(lambda: nn.ConstantPad3d((1, 0, 2, 1, 0, 1), 0.5)), (2, 2, 3, 4, 3), id="constantpad3d"),
+    pytest.param(mod(lambda: nn.ReflectionPad1d((2, 1))), (2, 3, 5), id="reflectionpad1d"),
+    pytest.param(mod(lambda: nn.ReflectionPad2d((1, 2, 2, 0)), conv=4), (2, 3, 6, 7), id="reflectionpad2d-after-conv"),
+    pytest.param(mod(lambda: nn.ReflectionPad3d(1)), (2, 3, 4, 3), id="reflectionpad3d-unbatched"),
+    pytest.param(mod(lambda: nn.ReplicationPad1d(2)), (3, 5), id="replicationpad1d-unbatched"),
+    pytest.param(mod(lambda: nn.ReplicationPad2d((2, 1, 1, 1))), (2, 3, 4, 5), id="replicationpad2d"),
+    pytest.param(mod(lambda: nn.ReplicationPad3d((1, 0, 0, 2, 1, 1))), (1, 2, 3, 4, 5), id="replicationpad3d"),
+    pytest.param(mod(lambda: nn.CircularPad1d((2, 1))), (2, 3, 5), id="circularpad1d"),
+    pytest.param(mod(lambda: nn.CircularPad2d(1), conv=4), (2, 3, 6, 7), id="circularpad2d-after-conv"),
+    pytest.param(mod(lambda: nn.CircularPad3d((1, 1, 0, 1, 1, 0))), (2, 3, 4, 3), id="circularpad3d-unbatched"),
+    # unflatten, pixel (un)shuffle, channel shuffle
+    pytest.param(mod(lambda: nn.Unflatten(1, (2, 3))), (2, 6, 4), id="unflatten-middle"),
+    pytest.param(mod(lambda: nn.Unflatten(-1, (2, -1))), (2, 3, 6), id="unflatten-last-minus1"),
+    pytest.param(mod(lambda: nn.Unflatten(1, (2, 2)), conv=4), (2, 3, 6, 7), id="unflatten-channels-after-conv"),
+    pytest.param(mod(lambda: nn.PixelShuffle(2)), (2, 8, 3, 4), id="pixelshuffle"),
+    pytest.param(mod(lambda: nn.PixelShuffle(3)), (9, 2, 3), id="pixelshuffle-unbatched"),
+    pytest.param(mod(lambda: nn.PixelShuffle(2), conv=8), (2, 3, 5, 6), id="pixelshuffle-after-conv"),
+    pytest.param(mod(lambda: nn.PixelUnshuffle(2)), (2, 2, 4, 6), id="pixelunshuffle"),
+    pytest.param(mod(lambda: nn.PixelUnshuffle(2), conv=3), (2, 3, 6, 8), id="pixelunshuffle-after-conv"),
+    pytest.param(mod(lambda: nn.ChannelShuffle(2)), (2, 6, 3, 3), id="channelshuffle"),
+    pytest.param(mod(lambda: nn.ChannelShuffle(3), conv=6), (2, 3, 5, 5), id="channelshuffle-after-conv"),
+    # Upsample / interpolate
+    pytest.param(mod(lambda: nn.Upsample(scale_factor=2)), (2, 3, 4, 5), id="upsample-nearest-x2"),
+    pytest.param(mod(lambda: nn.Upsample(size=(7, 9)), conv=4), (2, 3, 6, 7), id="upsample-nearest-size-after-conv"),
+    pytest.param(mod(lambda: nn.Upsample(scale_factor=1.7, mode="nearest-exact")), (2, 3, 4, 5), id="upsample-nearest-exact"),
+    pytest.param(mod(lambda: nn.UpsamplingNearest2d(scale_factor=3)), (1, 2, 3, 4), id="upsamplingnearest2d"),
+    pytest.param(mod(lambda: nn.Upsample(scale_factor=2, mode="bilinear")), (2, 3, 4, 5), id="upsample-bilinear"),
+    pytest.param(mod(lambda: nn.Upsample(size=(7, 4), mode="bilinear", align_corners=True), conv=4), (2, 3, 6, 7),
+                 id="upsample-bilinear-corners-after-conv"),
+    pytest.param(mod(lambda: nn.UpsamplingBilinear2d(scale_factor=2)), (2, 3, 4, 5), id="upsamplingbilinear2d"),
+    pytest.param(mod(lambda: nn.Upsample(scale_factor=2.5, mode="linear")), (2, 3, 5), id="upsample-linear-1d"),
+    pytest.param(mod(lambda: nn.Upsample(size=4, mode="linear", align_corners=True)), (2, 3, 7), id="upsample-linear-down"),
+    pytest.param(mod(lambda: nn.Upsample(scale_factor=(1.5, 2), mode="bicubic")), (2, 3, 4, 5), id="upsample-bicubic"),
+    pytest.param(mod(lambda: nn.Upsample(size=(6, 3), mode="bicubic", align_corners=True)), (2, 3, 4, 5),
+                 id="upsample-bicubic-corners"),
+    pytest.param(mod(lambda: nn.Upsample(scale_factor=2, mode="trilinear")), (1, 2, 3, 4, 3), id="upsample-trilinear"),
+    pytest.param(mod(lambda: nn.Upsample(scale_factor=(1, 2, 1.5))), (1, 2, 3, 4, 3), id="upsample-nearest-3d"),
+]
+
+
+@BATCH.parametrize("factory, shape", MODULES)
+def test_module(factory, shape):
+    return assert_port_matches(seeded(factory), (randn(*shape),))
+
+
+INTERPOLATE = [
+    pytest.param(lambda s, x: F.interpolate(x, size=(3, 7), mode="nearest"), id="nearest-down-up"),
+]
+
+
+@BATCH.parametrize("fn", INTERPOLATE)
+def test_interpolate(fn):
+    return assert_port_matches(seeded(lambda: Fn(fn)), (randn(2, 3, 6, 6),))
+
+
+def test_interpolate_antialias_unsupported():
+    with pytest.raises(UnsupportedError, match="upsample_bilinear2d_aa"):
+        bridge.convert(Fn(lambda s, x: F.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True)),
+                       (randn(2, 3, 6, 6),))
+
+
+@pytest.mark.node
+def test_tfjs_modules(node_or_skip):
+    BATCH.assert_all_within()

@@ -6,6 +6,7 @@ and torch's indexing ops that have no one-op TF twin: integer-tensor indexing
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from .base import Layer
@@ -74,3 +75,146 @@ def triangle(x, diagonal: int = 0, upper: bool = False):
     cols = tf.range(tf.shape(x)[-1])[None, :]
     keep = cols - rows >= diagonal if upper else cols - rows <= diagonal
     return tf.where(keep, x, tf.zeros_like(x))
+
+
+# ---------------------------------------------------------------- pixel/channel shuffles (reshape + transpose)
+def _lead(x, trailing: int):
+    """The run-time sizes of every axis but the last ``trailing`` ones (the batch may be dynamic)."""
+    return tf.shape(x)[:x.shape.rank - trailing]
+
+
+def _last3(x):
+    """The sizes of the last three axes: static where TF knows them, else read at run time."""
+    return [x.shape[a] if x.shape[a] is not None else tf.shape(x)[a] for a in range(x.shape.rank - 3, x.shape.rank)]
+
+
+def _shape(lead, sizes):
+    return tf.concat([lead, tf.stack([tf.cast(n, tf.int32) for n in sizes])], 0)
+
+
+def pixel_shuffle(x, r: int, channels_last: bool = False):
+    """torch.pixel_shuffle: (*, C*r*r, H, W) -> (*, C, H*r, W*r); channel c*r*r + i*r + j goes to (h*r+i, w*r+j).
+
+    tf.nn.depth_to_space orders the channels (i, j, c) and tfjs lacks SpaceToDepth, so both
+    directions are one reshape, one transpose and one reshape. ``channels_last``: x is (N, H, W, C*r*r).
+    """
+    x = tf.convert_to_tensor(x)
+    if channels_last:
+        h, w, c = _last3(x)
+        y = tf.reshape(x, _shape(_lead(x, 3), [h, w, c // (r * r), r, r]))
+        y = tf.transpose(y, [0, 1, 4, 2, 5, 3])
+        return tf.reshape(y, _shape(_lead(x, 3), [h * r, w * r, c // (r * r)]))
+    c, h, w = _last3(x)
+    k = x.shape.rank - 3
+    y = tf.reshape(x, _shape(_lead(x, 3), [c // (r * r), r, r, h, w]))
+    y = tf.transpose(y, [*range(k), k, k + 3, k + 1, k + 4, k + 2])
+    return tf.reshape(y, _shape(_lead(x, 3), [c // (r * r), h * r, w * r]))
+
+
+def pixel_unshuffle(x, r: int, channels_last: bool = False):
+    """torch.pixel_unshuffle: (*, C, H*r, W*r) -> (*, C*r*r, H, W), the inverse of ``pixel_shuffle``."""
+    x = tf.convert_to_tensor(x)
+    if channels_last:
+        h, w, c = _last3(x)
+        y = tf.reshape(x, _shape(_lead(x, 3), [h // r, r, w // r, r, c]))
+        y = tf.transpose(y, [0, 1, 3, 5, 2, 4])
+        return tf.reshape(y, _shape(_lead(x, 3), [h // r, w // r, c * r * r]))
+    c, h, w = _last3(x)
+    k = x.shape.rank - 3
+    y = tf.reshape(x, _shape(_lead(x, 3), [c, h // r, r, w // r, r]))
+    y = tf.transpose(y, [*range(k), k, k + 2, k + 4, k + 1, k + 3])
+    return tf.reshape(y, _shape(_lead(x, 3), [c * r * r, h // r, w // r]))
+
+
+def channel_shuffle(x, groups: int, axis: int):
+    """torch.channel_shuffle on TF axis ``axis``: output channel j*groups + i is input i*(C/groups) + j.
+
+    A permutation of one axis, so one gather with constant indices (any layout).
+    """
+    x = tf.convert_to_tensor(x)
+    n = x.shape[axis]
+    order = np.arange(n).reshape(groups, n // groups).T.reshape(-1)
+    return tf.gather(x, tf.constant(order, tf.int32), axis=axis)
+
+
+# ---------------------------------------------------------------- interpolation (F.interpolate / nn.Upsample)
+_CUBIC_A = -0.75  # torch's bicubic convolution constant
+
+
+def _source(out: int, n: int, scale, align_corners: bool, cubic: bool) -> np.ndarray:
+    """torch's area_pixel_compute_source_index for every output position, in float32 as torch computes it."""
+    dst = np.arange(out, dtype=np.float32)
+    if align_corners:
+        ratio = np.float32(n - 1) / np.float32(out - 1) if out > 1 else np.float32(0)
+        return ratio * dst
+    ratio = _ratio(out, n, scale)
+    src = ratio * (dst + np.float32(0.5)) - np.float32(0.5)
+    return src if cubic else np.maximum(src, np.float32(0))
+
+
+def _ratio(out: int, n: int, scale) -> np.float32:
+    """Input units per output unit: 1/scale_factor when torch was given one, else in/out (float32, as torch)."""
+    return np.float32(1.0 / scale) if scale else np.float32(n) / np.float32(out)
+
+
+def _nearest_taps(out: int, n: int, scale, exact: bool):
+    ratio = _ratio(out, n, scale)
+    dst = np.arange(out, dtype=np.float32) + (np.float32(0.5) if exact else np.float32(0))
+    index = np.minimum(np.floor(dst * ratio).astype(np.int64), n - 1)
+    return index[:, None], None
+
+
+def _linear_taps(out: int, n: int, scale, align_corners: bool):
+    src = _source(out, n, scale, align_corners, cubic=False)
+    i0 = src.astype(np.int64)
+    lam = np.clip(src - i0.astype(np.float32), 0, 1)
+    i1 = np.where(i0 < n - 1, i0 + 1, i0)
+    return np.stack([i0, i1], 1), np.stack([1 - lam, lam], 1)
+
+
+def _cubic_taps(out: int, n: int, scale, align_corners: bool):
+    src = _source(out, n, scale, align_corners, cubic=True)
+    base = np.floor(src)
+    t = (src - base).astype(np.float64)
+    a = _CUBIC_A
+
+    def near(d):  # |d| <= 1
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d):  # 1 < |d| < 2
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    weights = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], 1)
+    index = np.clip(base.astype(np.int64)[:, None] + np.arange(-1, 3), 0, n - 1)
+    return index, weights
+
+
+def resample_taps(mode: str, out: int, n: int, scale=None, align_corners: bool = False):
+    """(index[out, taps], weights[out, taps] or None) of one axis: output i = sum_t w[i, t] * x[index[i, t]]."""
+    if mode in ("nearest", "nearest-exact"):
+        return _nearest_taps(out, n, scale, exact=mode == "nearest-exact")
+    if mode == "linear":
+        return _linear_taps(out, n, scale, align_corners)
+    if mode == "cubic":
+        return _cubic_taps(out, n, scale, align_corners)
+    raise ValueError(f"unknown interpolation mode {mode!r}")
+
+
+def resample(x, axes: dict, mode: str, align_corners: bool = False):
+    """Interpolate TF axes one at a time: ``axes`` maps axis -> (output size, torch scale factor or None).
+
+    Each axis is gathers with constant indices and a weighted sum with constant weights
+    (torch's separable formula), so TF and tfjs run the same ops: no ResizeBicubic (missing
+    in tfjs) and no resize-kernel coordinate conventions to match.
+    """
+    x = tf.convert_to_tensor(x)
+    for axis, (out, scale) in sorted(axes.items()):
+        index, weights = resample_taps(mode, int(out), int(x.shape[axis]), scale, align_corners)
+        if weights is None:
+            x = tf.gather(x, tf.constant(index[:, 0], tf.int32), axis=axis)
+            continue
+        shape = [-1 if a == axis else 1 for a in range(x.shape.rank)]
+        parts = [tf.gather(x, tf.constant(index[:, t], tf.int32), axis=axis)
+                 * tf.constant(weights[:, t].reshape(shape), x.dtype) for t in range(index.shape[1])]
+        x = tf.add_n(parts)
+    return x
