@@ -1,13 +1,21 @@
 """MaxPool2d, AvgPool2d (padding, count_include_pad, ceil_mode, divisor_override),
-AdaptiveAvgPool2d (even and uneven bins, None) and the functional forms, on odd sizes."""
+AdaptiveAvgPool2d (even and uneven bins, None) and the functional forms, on odd sizes.
+
+``MORE`` (also checked in tfjs cpu and wasm): the 1-D and 3-D forms of max/avg/adaptive-avg
+pooling, adaptive max pooling, LPPool, max pooling with dilation, unbatched inputs and the
+1-D/3-D functional forms; return_indices is refused with its reason."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 import torch.nn.functional as F
 from torch import nn
 
+import bridge
 from _parity import Fn, assert_port_matches, randn, seeded
+from _tfjs_batch import TfjsBatch
+from bridge.errors import UnsupportedError
 
 CASES = [
     pytest.param(lambda: nn.MaxPool2d(2), (2, 3, 8, 10), id="max-k2"),
@@ -62,3 +70,82 @@ CASES = [
 @pytest.mark.parametrize("factory, shape", CASES)
 def test_pooling(factory, shape):
     assert_port_matches(seeded(factory), (randn(*shape),))
+
+
+BATCH = TfjsBatch()
+
+MORE = [
+    # max pooling: 1-D/3-D, dilation (also with ceil_mode and padding), unbatched
+    pytest.param(lambda: nn.MaxPool1d(3, stride=2, padding=1), (2, 3, 11), id="max1d-k3s2p1"),
+    pytest.param(lambda: nn.MaxPool1d(3, stride=2, dilation=2, ceil_mode=True), (2, 3, 12), id="max1d-dil2-ceil"),
+    pytest.param(lambda: nn.MaxPool1d(2), (3, 9), id="max1d-unbatched"),
+    pytest.param(lambda: nn.MaxPool2d(3, stride=(2, 1), padding=1, dilation=(2, 3)), (2, 3, 9, 10), id="max2d-dil"),
+    pytest.param(lambda: nn.MaxPool2d(2, ceil_mode=True), (3, 7, 9), id="max2d-unbatched"),
+    pytest.param(lambda: nn.MaxPool3d(3, stride=2, padding=1, ceil_mode=True), (2, 2, 5, 6, 7), id="max3d-k3s2p1-ceil"),
+    pytest.param(lambda: nn.MaxPool3d(2, stride=1, dilation=2), (2, 2, 5, 6, 5), id="max3d-dil2"),
+    pytest.param(lambda: nn.MaxPool3d((1, 2, 2)), (2, 5, 6, 7), id="max3d-unbatched"),
+    # average pooling: 1-D/3-D with count_include_pad, ceil_mode, divisor_override, unbatched
+    pytest.param(lambda: nn.AvgPool1d(3, stride=2, padding=1, ceil_mode=True), (2, 3, 10), id="avg1d-ceil-cip"),
+    pytest.param(lambda: nn.AvgPool1d(3, stride=2, padding=1, count_include_pad=False), (2, 3, 10),
+                 id="avg1d-no-cip"),
+    pytest.param(lambda: nn.AvgPool1d(2), (3, 9), id="avg1d-unbatched"),
+    pytest.param(lambda: nn.AvgPool2d(3, stride=2, padding=1), (3, 7, 9), id="avg2d-unbatched"),
+    pytest.param(lambda: nn.AvgPool3d(3, stride=2, padding=1, ceil_mode=True), (2, 2, 5, 6, 7), id="avg3d-ceil-cip"),
+    pytest.param(lambda: nn.AvgPool3d(3, stride=2, padding=1, count_include_pad=False), (2, 2, 5, 6, 7),
+                 id="avg3d-no-cip"),
+    pytest.param(lambda: nn.AvgPool3d((2, 3, 2), divisor_override=5), (2, 2, 4, 6, 5), id="avg3d-divisor"),
+    # adaptive average pooling: uneven bins, None, global, unbatched
+    pytest.param(lambda: nn.AdaptiveAvgPool1d(3), (2, 3, 8), id="adaptive-avg1d-uneven"),
+    pytest.param(lambda: nn.AdaptiveAvgPool1d(5), (3, 7), id="adaptive-avg1d-unbatched"),
+    pytest.param(lambda: nn.AdaptiveAvgPool3d((2, 3, None)), (2, 2, 5, 7, 4), id="adaptive-avg3d-uneven-None"),
+    pytest.param(lambda: nn.AdaptiveAvgPool3d(1), (2, 3, 4, 5, 3), id="adaptive-avg3d-global"),
+    pytest.param(lambda: nn.AdaptiveAvgPool2d((3, 2)), (3, 7, 8), id="adaptive-avg2d-unbatched"),
+    # adaptive max pooling: uneven, even, None, global, more outputs than inputs, unbatched
+    pytest.param(lambda: nn.AdaptiveMaxPool1d(3), (2, 3, 8), id="adaptive-max1d-uneven"),
+    pytest.param(lambda: nn.AdaptiveMaxPool1d(4), (3, 8), id="adaptive-max1d-even-unbatched"),
+    pytest.param(lambda: nn.AdaptiveMaxPool2d((3, 3)), (2, 3, 7, 8), id="adaptive-max2d-uneven"),
+    pytest.param(lambda: nn.AdaptiveMaxPool2d((None, 2)), (2, 3, 5, 7), id="adaptive-max2d-None"),
+    pytest.param(lambda: nn.AdaptiveMaxPool2d(1), (2, 3, 5, 7), id="adaptive-max2d-global"),
+    pytest.param(lambda: nn.AdaptiveMaxPool2d(5), (2, 3, 3, 4), id="adaptive-max2d-upsample"),
+    pytest.param(lambda: nn.AdaptiveMaxPool3d((2, 3, 4)), (2, 2, 4, 5, 7), id="adaptive-max3d-uneven"),
+    pytest.param(lambda: nn.AdaptiveMaxPool3d(2), (2, 4, 4, 6), id="adaptive-max3d-even-unbatched"),
+    # LPPool: p = 2, 1 and inf; stride, ceil_mode (torch scales clipped windows by the full kernel)
+    pytest.param(lambda: nn.LPPool1d(2, 3, stride=2), (2, 3, 10), id="lp1d-p2-s2"),
+    pytest.param(lambda: nn.LPPool1d(1, 2, ceil_mode=True), (3, 9), id="lp1d-p1-ceil-unbatched"),
+    pytest.param(lambda: nn.LPPool2d(2, (2, 3), ceil_mode=True), (2, 3, 7, 8), id="lp2d-p2-ceil"),
+    pytest.param(lambda: nn.LPPool2d(float("inf"), 2), (2, 3, 6, 7), id="lp2d-inf"),
+    pytest.param(lambda: nn.LPPool3d(2, 2, stride=(1, 2, 2)), (2, 2, 4, 5, 6), id="lp3d-p2"),
+    # functional forms (ATen max/avg/adaptive-avg pool 1d and 3d)
+    pytest.param(lambda: Fn(lambda s, x: F.max_pool1d(x, 3, 2, 1, ceil_mode=True)), (2, 3, 10), id="F.max_pool1d"),
+    pytest.param(lambda: Fn(lambda s, x: F.max_pool2d(x, 2, dilation=2)), (2, 3, 7, 9), id="F.max_pool2d-dil"),
+    pytest.param(lambda: Fn(lambda s, x: F.max_pool3d(x, 2, 1, dilation=(1, 2, 2))), (2, 2, 4, 5, 6),
+                 id="F.max_pool3d-dil"),
+    pytest.param(lambda: Fn(lambda s, x: F.avg_pool1d(x, 3, 2, 1, count_include_pad=False)), (2, 3, 10),
+                 id="F.avg_pool1d"),
+    pytest.param(lambda: Fn(lambda s, x: F.avg_pool3d(x, 2, ceil_mode=True, divisor_override=3)), (2, 2, 5, 4, 5),
+                 id="F.avg_pool3d-divisor"),
+    pytest.param(lambda: Fn(lambda s, x: F.avg_pool2d(x, 2)), (3, 7, 8), id="F.avg_pool2d-unbatched"),
+    pytest.param(lambda: Fn(lambda s, x: F.adaptive_avg_pool1d(x, 3)), (2, 3, 8), id="F.adaptive_avg_pool1d"),
+    pytest.param(lambda: Fn(lambda s, x: F.adaptive_avg_pool3d(x, (1, 2, 3))), (2, 2, 3, 5, 7),
+                 id="F.adaptive_avg_pool3d"),
+    pytest.param(lambda: nn.Sequential(nn.Conv1d(3, 4, 3), nn.ReLU(), nn.MaxPool1d(2), nn.AdaptiveMaxPool1d(1),
+                                       nn.Flatten(), nn.Linear(4, 2)), (2, 3, 12), id="conv1d-pool-gmp-linear"),
+]
+
+
+@BATCH.parametrize("factory, shape", MORE)
+def test_pooling_more(factory, shape):
+    return assert_port_matches(seeded(factory), (randn(*shape),))
+
+
+@pytest.mark.parametrize("module", [nn.MaxPool2d(2, return_indices=True), nn.AdaptiveMaxPool1d(2, return_indices=True)],
+                         ids=["max2d", "adaptive-max1d"])
+def test_return_indices_refused(module):
+    x = randn(2, 3, 8, 8) if isinstance(module, nn.MaxPool2d) else randn(2, 3, 8)
+    with pytest.raises(UnsupportedError, match="return_indices"):
+        bridge.convert(nn.Sequential(module).eval(), (x,))
+
+
+@pytest.mark.node
+def test_tfjs_pooling_more(node_or_skip):
+    BATCH.assert_all_within()

@@ -1,6 +1,12 @@
-"""MaxPool2d, AvgPool2d and AdaptiveAvgPool2d on NHWC tensors with torch's
-padding, ceil_mode and count_include_pad rules. Shapes are static here: the
-spatial size is known when the graph is traced."""
+"""Max, average, adaptive and power-average (LP) pooling over 1, 2 or 3 spatial
+axes of channels-last tensors (NLC, NHWC, NDHWC), with torch's padding,
+dilation, ceil_mode, count_include_pad and divisor rules.
+
+Every function takes the per-axis sizes as tuples; their length is the number
+of spatial axes, so a tensor of rank ``len(kernel_size) + 1`` is torch's
+unbatched form (no batch axis: a batch of one is added and removed again).
+Shapes are static here: the spatial size is known when the graph is traced.
+"""
 
 from __future__ import annotations
 
@@ -10,69 +16,101 @@ import tensorflow as tf
 from .base import Layer
 from .padding import spatial_pad
 
+_LOWEST = float(np.finfo(np.float32).min)  # max pooling's padding: never wins
 
-def pool_output_size(n: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
-    """torch's pooling output length (dilation 1)."""
-    span = n + 2 * p - k
+
+def pool_output_size(n: int, k: int, s: int, p: int, ceil_mode: bool, d: int = 1) -> int:
+    """torch's pooling output length along one axis."""
+    span = n + 2 * p - (d * (k - 1) + 1)
     out = (-(-span // s) if ceil_mode else span // s) + 1
     if ceil_mode and (out - 1) * s >= n + p:  # the last window must start inside input or left pad
         out -= 1
     return out
 
 
-def _pads(x, kernel, stride, padding, ceil_mode):
+def _batched(fn):
+    """Run ``fn(x, sizes, ...)`` on a batch of one when x is unbatched (rank len(sizes) + 1)."""
+    def run(x, sizes, *args, **kwargs):
+        x = tf.convert_to_tensor(x)
+        if x.shape.rank == len(sizes) + 1:
+            return tf.squeeze(fn(x[None], sizes, *args, **kwargs), 0)
+        return fn(x, sizes, *args, **kwargs)
+    run.__name__, run.__doc__ = fn.__name__, fn.__doc__
+    return run
+
+
+def _pads(x, kernel, stride, padding, ceil_mode, dilation=None):
     """(before, after) per spatial axis, with extra right padding for ceil_mode windows."""
+    dilation = dilation or (1,) * len(kernel)
     pads = []
-    for k in range(2):
-        n = x.shape[1 + k]
-        out = pool_output_size(n, kernel[k], stride[k], padding[k], ceil_mode)
-        extra = max(0, (out - 1) * stride[k] + kernel[k] - (n + 2 * padding[k]))
-        pads.append((padding[k], padding[k] + extra))
+    for a, (k, s, p, d) in enumerate(zip(kernel, stride, padding, dilation)):
+        n = x.shape[1 + a]
+        out = pool_output_size(n, k, s, p, ceil_mode, d)
+        extra = max(0, (out - 1) * s + d * (k - 1) + 1 - (n + 2 * p))
+        pads.append((p, p + extra))
     return pads
 
 
-def max_pool2d(x, kernel_size, stride, padding=(0, 0), ceil_mode=False):
-    """torch max pooling on NHWC (padding never wins: it is the float32 minimum)."""
-    pads = _pads(x, kernel_size, stride, padding, ceil_mode)
-    x = spatial_pad(x, pads, "constant", value=float(np.finfo(np.float32).min))
-    return tf.nn.max_pool2d(x, kernel_size, stride, "VALID")
+@_batched
+def max_pool(x, kernel_size, stride, padding, ceil_mode=False, dilation=None):
+    """torch max pooling (any dilation) on a channels-last tensor."""
+    pads = _pads(x, kernel_size, stride, padding, ceil_mode, dilation)
+    x = spatial_pad(x, pads, "constant", value=_LOWEST)
+    return _max_valid(x, kernel_size, stride, dilation or (1,) * len(kernel_size))
 
 
-def avg_pool2d(x, kernel_size, stride, padding=(0, 0), ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
-    """torch average pooling on NHWC, with its divisor rules at padded and ceil_mode edges."""
+def _max_valid(x, kernel, stride, dilation):
+    """Unpadded max pooling. tfjs wasm's MaxPool3D gives wrong values (seen with padding, ceil_mode and odd
+    sizes), so 3-D windows take the depth axis by slices and pool H, W per depth slice with 2-D MaxPool."""
+    if len(kernel) == 3:
+        x = _max_taps(x, 1, kernel[0], stride[0], dilation[0])
+        depth = x.shape[1]
+        y = _max_valid(tf.reshape(x, [-1, *_dims(x)[2:]]), kernel[1:], stride[1:], dilation[1:])
+        return tf.reshape(y, [-1, depth, *_dims(y)[1:]])
+    if all(d == 1 for d in dilation):
+        return tf.nn.max_pool(x, kernel, stride, "VALID")
+    # no TF pooling op has both stride and dilation; the max over a box is separable
+    for a, (k, s, d) in enumerate(zip(kernel, stride, dilation)):
+        x = _max_taps(x, 1 + a, k, s, d)
+    return x
+
+
+def _dims(x) -> list:
+    """Static sizes where known, dynamic ones (an unbatched input's channels in a SavedModel) as tensors."""
+    return [n if n is not None else tf.shape(x)[i] for i, n in enumerate(x.shape)]
+
+
+def _max_taps(x, axis, k, s, d):
+    """Max pooling along one axis as the elementwise max of k strided slices (one per kernel tap)."""
+    if (k, s) == (1, 1):
+        return x
+    out = (x.shape[axis] - d * (k - 1) - 1) // s + 1
+    index = [slice(None)] * x.shape.rank
+    y = None
+    for j in range(k):
+        index[axis] = slice(j * d, j * d + (out - 1) * s + 1, s)
+        tap = x[tuple(index)]
+        y = tap if y is None else tf.maximum(y, tap)
+    return y
+
+
+@_batched
+def avg_pool(x, kernel_size, stride, padding, ceil_mode=False, count_include_pad=True, divisor_override=None):
+    """torch average pooling, with its divisor rules at padded and ceil_mode edges."""
     pads = _pads(x, kernel_size, stride, padding, ceil_mode)
-    y = tf.nn.avg_pool2d(spatial_pad(x, pads), kernel_size, stride, "VALID")  # divides by kh*kw
-    area = kernel_size[0] * kernel_size[1]
+    y = tf.nn.avg_pool(spatial_pad(x, pads), kernel_size, stride, "VALID")  # divides by the kernel volume
+    volume = float(np.prod(kernel_size))
     if divisor_override:
-        return y * (area / divisor_override)
+        return y * (volume / divisor_override)
     # torch divides by the window clipped to the (left+right) padded input, or to the input alone
-    counts = [_window_counts(x.shape[1 + k], kernel_size[k], stride[k], pads[k], padding[k], count_include_pad)
-              for k in range(2)]
-    divisor = np.outer(counts[0], counts[1]).astype(np.float32)
-    if np.all(divisor == area):
+    counts = [_window_counts(x.shape[1 + a], kernel_size[a], stride[a], pads[a], padding[a], count_include_pad)
+              for a in range(len(kernel_size))]
+    divisor = counts[0]
+    for c in counts[1:]:
+        divisor = np.multiply.outer(divisor, c)
+    if np.all(divisor == volume):
         return y
-    return y * tf.constant((area / divisor)[None, :, :, None].astype(np.float32))
-
-
-class MaxPool2d(Layer):
-    def __init__(self, *, path, kernel_size, stride, padding=(0, 0), ceil_mode=False):
-        super().__init__(path=path)
-        self.args = (tuple(kernel_size), tuple(stride), tuple(padding), ceil_mode)
-
-    def call(self, x):
-        return max_pool2d(x, *self.args)
-
-
-class AvgPool2d(Layer):
-    def __init__(self, *, path, kernel_size, stride, padding=(0, 0), ceil_mode=False, count_include_pad=True,
-                 divisor_override=None):
-        super().__init__(path=path)
-        self.args = (tuple(kernel_size), tuple(stride), tuple(padding), ceil_mode, count_include_pad,
-                     divisor_override)
-
-    def call(self, x):
-        return avg_pool2d(x, *self.args)
+    return y * tf.constant((volume / divisor)[None, ..., None].astype(np.float32))
 
 
 def _window_counts(n, k, s, pads, padding, count_include_pad) -> np.ndarray:
@@ -90,34 +128,119 @@ def _window_counts(n, k, s, pads, padding, count_include_pad) -> np.ndarray:
     return np.array([real[i * s:i * s + k].sum() for i in range(out)])
 
 
+@_batched
+def lp_pool(x, kernel_size, stride, norm_type, ceil_mode=False):
+    """torch LPPool: (sum of x**p over each window) ** (1/p); p = +-inf is the max/min of |x|."""
+    zero, norm_type = (0,) * len(kernel_size), float(norm_type)  # "inf" arrives as a string
+    if norm_type == float("inf"):
+        return max_pool(tf.abs(x), kernel_size, stride, zero, ceil_mode)
+    if norm_type == -float("inf"):
+        return -max_pool(-tf.abs(x), kernel_size, stride, zero, ceil_mode)
+    # torch scales the *average* by the full kernel volume, also at clipped ceil_mode windows
+    y = avg_pool(tf.pow(x, float(norm_type)), kernel_size, stride, zero, ceil_mode) * float(np.prod(kernel_size))
+    return tf.pow(y, 1.0 / norm_type)
+
+
 def adaptive_bins(n: int, out: int) -> list[tuple[int, int]]:
     """torch's adaptive pooling bins: [floor(i*n/out), ceil((i+1)*n/out))."""
     return [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
 
 
-def adaptive_avg_pool2d(x, output_size):
-    """torch adaptive average pooling on NHWC: bins may overlap and differ in size."""
-    for k, out in enumerate(output_size):
-        axis, n = 1 + k, x.shape[1 + k]
-        out = n if out is None else out
+def _adaptive(x, output_size, reduce, pool):
+    """Adaptive pooling: uneven axes bin by bin (bins may overlap and differ in size), then the
+    evenly divisible rest as one pooling op. Both reductions are separable over the axes."""
+    sizes = [x.shape[1 + a] if o is None else o for a, o in enumerate(output_size)]
+    for a, out in enumerate(sizes):
+        axis, n = 1 + a, x.shape[1 + a]
         if n % out == 0:  # equal bins: handled by one pooling op below
             continue
-        slices = [tf.reduce_mean(tf.gather(x, list(range(a, b)), axis=axis), axis, keepdims=True)
-                  for a, b in adaptive_bins(n, out)]
+        slices = [reduce(tf.gather(x, list(range(lo, hi)), axis=axis), axis, keepdims=True)
+                  for lo, hi in adaptive_bins(n, out)]
         x = tf.concat(slices, axis)
-    oh, ow = (x.shape[1 + k] if o is None else o for k, o in enumerate(output_size))
-    kh, kw = x.shape[1] // oh, x.shape[2] // ow
-    if (kh, kw) == (1, 1):
+    kernel = [x.shape[1 + a] // out for a, out in enumerate(sizes)]
+    if all(k == 1 for k in kernel):
         return x
-    if (oh, ow) == (1, 1):
-        return tf.reduce_mean(x, [1, 2], keepdims=True)
-    return tf.nn.avg_pool2d(x, (kh, kw), (kh, kw), "VALID")
+    if all(out == 1 for out in sizes):
+        return reduce(x, list(range(1, 1 + len(sizes))), keepdims=True)
+    return pool(x, kernel, kernel, "VALID")
 
 
-class AdaptiveAvgPool2d(Layer):
+@_batched
+def adaptive_avg_pool(x, output_size):
+    """torch adaptive average pooling (None keeps an axis' size)."""
+    return _adaptive(x, output_size, tf.reduce_mean, tf.nn.avg_pool)
+
+
+@_batched
+def adaptive_max_pool(x, output_size):
+    """torch adaptive max pooling (values only)."""
+    return _adaptive(x, output_size, tf.reduce_max, lambda v, k, s, _: _max_valid(v, k, s, (1,) * len(k)))
+
+
+# the 2-D names generated code used before the functions became rank-generic
+max_pool2d, avg_pool2d, adaptive_avg_pool2d = max_pool, avg_pool, adaptive_avg_pool
+
+
+class MaxPool(Layer):
+    def __init__(self, *, path, kernel_size, stride, padding, ceil_mode=False, dilation=None):
+        super().__init__(path=path)
+        self.args = (tuple(kernel_size), tuple(stride), tuple(padding), ceil_mode,
+                     tuple(dilation) if dilation else None)
+
+    def call(self, x):
+        return max_pool(x, *self.args)
+
+
+class AvgPool(Layer):
+    def __init__(self, *, path, kernel_size, stride, padding, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__(path=path)
+        self.args = (tuple(kernel_size), tuple(stride), tuple(padding), ceil_mode, count_include_pad,
+                     divisor_override)
+
+    def call(self, x):
+        return avg_pool(x, *self.args)
+
+
+class LPPool(Layer):
+    def __init__(self, *, path, kernel_size, stride, norm_type, ceil_mode=False):
+        super().__init__(path=path)
+        self.args = (tuple(kernel_size), tuple(stride), norm_type, ceil_mode)
+
+    def call(self, x):
+        return lp_pool(x, *self.args)
+
+
+class AdaptiveAvgPool(Layer):
     def __init__(self, *, path, output_size):
         super().__init__(path=path)
         self.output_size = tuple(output_size)
 
     def call(self, x):
-        return adaptive_avg_pool2d(x, self.output_size)
+        return adaptive_avg_pool(x, self.output_size)
+
+
+class AdaptiveMaxPool(Layer):
+    def __init__(self, *, path, output_size):
+        super().__init__(path=path)
+        self.output_size = tuple(output_size)
+
+    def call(self, x):
+        return adaptive_max_pool(x, self.output_size)
+
+
+# one rank-generic class per kind; the torch names keep generated code readable
+MaxPool1d = MaxPool2d = MaxPool3d = MaxPool
+AvgPool1d = AvgPool2d = AvgPool3d = AvgPool
+LPPool1d = LPPool2d = LPPool3d = LPPool
+AdaptiveAvgPool1d = AdaptiveAvgPool2d = AdaptiveAvgPool3d = AdaptiveAvgPool
+AdaptiveMaxPool1d = AdaptiveMaxPool2d = AdaptiveMaxPool3d = AdaptiveMaxPool
+
+__all__ = [
+    "pool_output_size", "adaptive_bins", "max_pool", "avg_pool", "lp_pool", "adaptive_avg_pool", "adaptive_max_pool",
+    "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+    "MaxPool", "AvgPool", "LPPool", "AdaptiveAvgPool", "AdaptiveMaxPool",
+    "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "LPPool1d", "LPPool2d", "LPPool3d",
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
+]

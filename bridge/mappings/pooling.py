@@ -1,4 +1,9 @@
-"""MaxPool2d, AvgPool2d, AdaptiveAvgPool2d and their functional forms (NHWC in TF)."""
+"""Max, average, adaptive (average and max) and LP pooling over 1, 2 or 3 spatial
+axes, and the functional forms of max/avg/adaptive-avg pooling (channels-last in TF).
+
+One rank-generic mapping per kind: the class says how many spatial axes it
+pools (``_SPATIAL``); an input with one axis fewer is torch's unbatched form.
+"""
 
 from __future__ import annotations
 
@@ -11,93 +16,133 @@ from ._util import pair
 
 A = torch.ops.aten
 
+_SPATIAL = {
+    nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3,
+    nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
+    nn.LPPool1d: 1, nn.LPPool2d: 2, nn.LPPool3d: 3,
+    nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
+    nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3,
+}
 
-def _max_config(kernel_size, stride, padding, dilation, ceil_mode, return_indices=False):
+
+def pool_layout(x, nd: int) -> lay.Perm:
+    """Channels-last for N C *spatial, and *spatial C for the unbatched C *spatial."""
+    if x.rank == nd + 2:
+        return lay.channels_last(x.rank)
+    if x.rank == nd + 1:
+        return lay.Perm((*range(1, x.rank), 0))
+    raise NotSupported(f"{nd}d pooling of a rank-{x.rank} input (torch takes rank {nd + 1} or {nd + 2})")
+
+
+def _max_config(nd, kernel_size, stride, padding, dilation, ceil_mode, return_indices=False):
     if return_indices:
-        raise NotSupported("return_indices=True")
-    if pair(dilation) != (1, 1):
-        raise NotSupported("max pooling with dilation > 1")
-    k = pair(kernel_size)
-    return {"kernel_size": k, "stride": pair(stride) if stride else k, "padding": pair(padding),
-            "ceil_mode": bool(ceil_mode)}
+        raise NotSupported("return_indices=True (the argmax indices are not computed in TF)")
+    k = pair(kernel_size, nd)
+    d = pair(dilation, nd)
+    return {"kernel_size": k, "stride": pair(stride, nd) if stride else k, "padding": pair(padding, nd),
+            "ceil_mode": bool(ceil_mode), "dilation": d if any(v != 1 for v in d) else None}
 
 
-def _avg_config(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
-    k = pair(kernel_size)
-    return {"kernel_size": k, "stride": pair(stride) if stride else k, "padding": pair(padding),
+def _avg_config(nd, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override=None):
+    k = pair(kernel_size, nd)
+    return {"kernel_size": k, "stride": pair(stride, nd) if stride else k, "padding": pair(padding, nd),
             "ceil_mode": bool(ceil_mode), "count_include_pad": bool(count_include_pad),
             "divisor_override": divisor_override}
 
 
-def _check_rank(x):
-    if x.rank != 4:
-        raise NotSupported(f"2d pooling of an unbatched (rank {x.rank}) input")
+def _plan(m, call, config) -> LayerPlan:
+    x = call.inputs[0]
+    want = pool_layout(x, _SPATIAL[type(m)])
+    return LayerPlan(type(m).__name__, config, {}, (want,), want)
 
 
-@module_mapping(nn.MaxPool2d)
+@module_mapping(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 def max_pool(m, call):
-    _check_rank(call.inputs[0])
-    cfg = _max_config(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices)
-    return LayerPlan("MaxPool2d", cfg, {}, (lay.channels_last(4),), lay.channels_last(4))
+    return _plan(m, call, _max_config(_SPATIAL[type(m)], m.kernel_size, m.stride, m.padding, m.dilation,
+                                      m.ceil_mode, m.return_indices))
 
 
-@module_mapping(nn.AvgPool2d)
+@module_mapping(nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 def avg_pool(m, call):
-    _check_rank(call.inputs[0])
-    cfg = _avg_config(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override)
-    return LayerPlan("AvgPool2d", cfg, {}, (lay.channels_last(4),), lay.channels_last(4))
+    return _plan(m, call, _avg_config(_SPATIAL[type(m)], m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                                      m.count_include_pad, getattr(m, "divisor_override", None)))
 
 
-@module_mapping(nn.AdaptiveAvgPool2d)
+@module_mapping(nn.LPPool1d, nn.LPPool2d, nn.LPPool3d)
+def lp_pool(m, call):
+    nd = _SPATIAL[type(m)]
+    k = pair(m.kernel_size, nd)
+    return _plan(m, call, {"kernel_size": k, "stride": pair(m.stride, nd) if m.stride else k,
+                           "norm_type": _norm_type(m.norm_type), "ceil_mode": bool(m.ceil_mode)})
+
+
+def _norm_type(p) -> float | str:
+    """A finite p as a float; +-inf as "inf"/"-inf" (generated source cannot spell float infinity)."""
+    p = float(p)
+    return p if abs(p) != float("inf") else str(p)
+
+
+@module_mapping(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
 def adaptive_avg_pool(m, call):
-    _check_rank(call.inputs[0])
-    return LayerPlan("AdaptiveAvgPool2d", {"output_size": pair(m.output_size)}, {},
-                     (lay.channels_last(4),), lay.channels_last(4))
+    return _plan(m, call, {"output_size": pair(m.output_size, _SPATIAL[type(m)])})
+
+
+@module_mapping(nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+def adaptive_max_pool(m, call):
+    if m.return_indices:
+        raise NotSupported("return_indices=True (the argmax indices are not computed in TF)")
+    return _plan(m, call, {"output_size": pair(m.output_size, _SPATIAL[type(m)])})
 
 
 def _args(c, names_defaults):
     return [c.arg(i, n, d) for i, (n, d) in enumerate(names_defaults, start=1)]
 
 
-@op_mapping(A.max_pool2d.default)
+def _op_rank(c, targets) -> int:
+    return next(nd for nd, t in enumerate(targets, start=1) if c.node.target == t)
+
+
+_MAX_OPS = (A.max_pool1d.default, A.max_pool2d.default, A.max_pool3d.default)
+_AVG_OPS = (A.avg_pool1d.default, A.avg_pool2d.default, A.avg_pool3d.default)
+_ADAPTIVE_AVG_OPS = (A.adaptive_avg_pool1d.default, A.adaptive_avg_pool2d.default, A.adaptive_avg_pool3d.default)
+
+
+def _emit(c, fn: str, nd: int, args) -> object:
+    x = c.arg(0, "self")
+    want = pool_layout(x, nd)
+    return c.out(f"L.{fn}({c.tensor(x, want)}, {', '.join(repr(v) for v in args)})", want)
+
+
+@op_mapping(*_MAX_OPS)
 def max_pool_op(c):
-    x = c.arg(0, "self")
-    _check_rank(x)
-    k, s, p, d, ceil, ri = _args(c, [("kernel_size", None), ("stride", None), ("padding", 0), ("dilation", 1),
-                                     ("ceil_mode", False), ("return_indices", False)])
-    cfg = _max_config(k, s, p, d, ceil, ri)
-    cl = lay.channels_last(4)
-    return c.out(f"L.max_pool2d({c.tensor(x, cl)}, {cfg['kernel_size']}, {cfg['stride']}, {cfg['padding']}, "
-                 f"{cfg['ceil_mode']})", cl)
+    nd = _op_rank(c, _MAX_OPS)
+    k, s, p, d, ceil = _args(c, [("kernel_size", None), ("stride", None), ("padding", 0), ("dilation", 1),
+                                 ("ceil_mode", False)])
+    return _emit(c, "max_pool", nd, _max_config(nd, k, s, p, d, ceil).values())
 
 
-@op_mapping(A.avg_pool2d.default)
+@op_mapping(*_AVG_OPS)
 def avg_pool_op(c):
-    x = c.arg(0, "self")
-    _check_rank(x)
-    k, s, p, ceil, cip, div = _args(c, [("kernel_size", None), ("stride", None), ("padding", 0),
-                                        ("ceil_mode", False), ("count_include_pad", True), ("divisor_override", None)])
-    cfg = _avg_config(k, s, p, ceil, cip, div)
-    cl = lay.channels_last(4)
-    args = ", ".join(repr(v) for v in cfg.values())
-    return c.out(f"L.avg_pool2d({c.tensor(x, cl)}, {args})", cl)
+    nd = _op_rank(c, _AVG_OPS)
+    names = [("kernel_size", None), ("stride", None), ("padding", 0), ("ceil_mode", False),
+             ("count_include_pad", True)] + ([("divisor_override", None)] if nd > 1 else [])
+    return _emit(c, "avg_pool", nd, _avg_config(nd, *_args(c, names)).values())
 
 
-@op_mapping(A.adaptive_avg_pool2d.default)
+@op_mapping(*_ADAPTIVE_AVG_OPS)
 def adaptive_avg_pool_op(c):
-    x = c.arg(0, "self")
-    _check_rank(x)
-    cl = lay.channels_last(4)
-    return c.out(f"L.adaptive_avg_pool2d({c.tensor(x, cl)}, {pair(c.arg(1, 'output_size'))})", cl)
+    nd = _op_rank(c, _ADAPTIVE_AVG_OPS)
+    return _emit(c, "adaptive_avg_pool", nd, [pair(c.arg(1, "output_size"), nd)])
 
 
-MAPPINGS = (max_pool, avg_pool, adaptive_avg_pool, max_pool_op, avg_pool_op, adaptive_avg_pool_op)
+MAPPINGS = (max_pool, avg_pool, lp_pool, adaptive_avg_pool, adaptive_max_pool, max_pool_op, avg_pool_op,
+            adaptive_avg_pool_op)
 
 
 # classes of this family not mapped yet, each with its reason (tests/test_verdicts.py keeps every class in one list)
 NOT_SUPPORTED = {
     nn.FractionalMaxPool2d: "random pooling regions: no deterministic TF equivalent",
     nn.FractionalMaxPool3d: "random pooling regions: no deterministic TF equivalent",
-    **{cls: "no TF mapping yet" for cls in (
-        nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.AvgPool1d, nn.AvgPool3d, nn.LPPool1d, nn.LPPool2d, nn.LPPool3d, nn.MaxPool1d, nn.MaxPool3d, nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d)},
+    **{cls: "needs the argmax indices of a max pooling (return_indices=True), which are not computed in TF yet"
+       for cls in (nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d)},
 }
