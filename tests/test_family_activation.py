@@ -188,6 +188,13 @@ ROWS = [  # (factory, input shape)
     pytest.param(lambda: _on_conv_map(nn.Softmin(dim=1)), (2, 3, 7, 9), id="Softmin-dim1-conv-map"),
     pytest.param(lambda: _on_conv_map(nn.Softmax2d()), (2, 3, 7, 9), id="Softmax2d-conv-map"),
     pytest.param(lambda: _alone(nn.Softmax2d()), (3, 4, 5), id="Softmax2d-unbatched"),
+    # functional forms: the same ops, with a raw weight (F.prelu) or positional options
+    pytest.param(lambda: Fn(lambda s, x: F.prelu(s.conv(x), s.slopes), conv=nn.Conv2d(3, 4, 3),
+                            slopes=nn.Parameter(torch.linspace(-0.5, 1.5, 4))), (2, 3, 7, 9), id="F.prelu-per-channel-conv-map"),
+    pytest.param(lambda: Fn(lambda s, x: F.prelu(x, torch.tensor([0.3]))), (3, 6), id="F.prelu-one-slope"),
+    pytest.param(lambda: Fn(lambda s, x: F.glu(x, 0) + F.threshold(x[:2], 0.2, -1.0) + F.rrelu(x[:2], 0.2, 0.4)
+                            + F.logsigmoid(x[:2]) + F.elu(x[:2], 0.3) + F.softshrink(x[:2], 0.2)),
+                 (4, 6), id="F.glu-threshold-rrelu-logsigmoid-elu-softshrink"),
     pytest.param(lambda: nn.Sequential(nn.Softmax(dim=0)), (), id="Softmax-0d"),  # torch: one element, 1.0
     pytest.param(lambda: nn.Sequential(nn.LogSoftmax(dim=-1)), (), id="LogSoftmax-0d"),
     pytest.param(lambda: _alone(nn.Softmin(dim=-1)), (), id="Softmin-0d"),

@@ -7,11 +7,14 @@ log_sigmoid and eval-mode rrelu ops mapped here; PReLU is a layer with its weigh
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 A = torch.ops.aten
 
+from .. import layout as lay
 from .. import transforms as T
 from ..registry import LayerPlan, NotSupported, Weight, module_mapping, op_mapping
 from ._util import keep_layout, stateless
@@ -177,6 +180,17 @@ def glu_op(c):
     return c.out(f"L.glu({c.tensor(x, want)}, {want.tf_axis(c.arg(1, 'dim', -1))})", want)
 
 
+@op_mapping(A.prelu.default)
+def prelu_op(c):
+    """F.prelu(x, weight) with a weight tensor of one slope, or one per channel (torch dim 1)."""
+    x, weight = c.arg(0, "self"), c.arg(1, "weight")
+    w = c.tensor(weight, lay.identity(weight.rank))
+    if math.prod(weight.shape) == 1:
+        return c.out(f"L.prelu({c.tensor(x, x.layout)}, {w}, None)", x.layout)
+    want = keep_layout(x)
+    return c.out(f"L.prelu({c.tensor(x, want)}, {w}, {want.tf_axis(1)})", want)
+
+
 @op_mapping(A.rrelu.default, A.rrelu_.default)
 def rrelu_op(c):
     """Eval-mode RReLU is LeakyReLU with the mean slope (lower + upper) / 2; training draws random slopes."""
@@ -190,7 +204,7 @@ def rrelu_op(c):
 MAPPINGS = (relu, leaky_relu, gelu, silu, sigmoid, tanh, softmax, prelu, relu_op, sigmoid_op, tanh_op, silu_op,
             gelu_op, leaky_relu_op, softmax_op, log_softmax_op, mish_op, hardswish_op, hardsigmoid_op, softplus_op,
             hardtanh_op, elu_op, celu_op, selu_op, glu_op, softshrink_op, hardshrink_op, threshold_op,
-            log_sigmoid_op, rrelu_op)
+            log_sigmoid_op, prelu_op, rrelu_op)
 
 # traced through: their ATen ops are mapped above (or in arith.py: abs, add, div, sub, neg)
 DECOMPOSE = {
