@@ -190,7 +190,8 @@ ROWS = [  # (factory, input shape)
     pytest.param(lambda: _alone(nn.Softmax2d()), (3, 4, 5), id="Softmax2d-unbatched"),
     # functional forms: the same ops, with a raw weight (F.prelu) or positional options
     pytest.param(lambda: Fn(lambda s, x: F.prelu(s.conv(x), s.slopes), conv=nn.Conv2d(3, 4, 3),
-                            slopes=nn.Parameter(torch.linspace(-0.5, 1.5, 4))), (2, 3, 7, 9), id="F.prelu-per-channel-conv-map"),
+                            slopes=nn.Parameter(torch.linspace(-0.5, 1.5, 4))), (2, 3, 7, 9),
+                 id="F.prelu-per-channel-conv-map"),
     pytest.param(lambda: Fn(lambda s, x: F.prelu(x, torch.tensor([0.3]))), (3, 6), id="F.prelu-one-slope"),
     pytest.param(lambda: Fn(lambda s, x: F.glu(x, 0) + F.threshold(x[:2], 0.2, -1.0) + F.rrelu(x[:2], 0.2, 0.4)
                             + F.logsigmoid(x[:2]) + F.elu(x[:2], 0.3) + F.softshrink(x[:2], 0.2)),
