@@ -2,20 +2,17 @@
 AdaptiveAvgPool2d (even and uneven bins, None) and the functional forms, on odd sizes.
 
 ``MORE`` (also checked in tfjs cpu and wasm): the 1-D and 3-D forms of max/avg/adaptive-avg
-pooling, adaptive max pooling, LPPool, max pooling with dilation, unbatched inputs and the
-1-D/3-D functional forms; return_indices is refused with its reason."""
+pooling, adaptive max pooling, LPPool, max pooling with dilation, return_indices, unbatched
+inputs and the 1-D/3-D functional forms."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 import torch.nn.functional as F
 from torch import nn
 
-import bridge
 from _parity import Fn, assert_port_matches, randn, seeded
 from _tfjs_batch import TfjsBatch
-from bridge.errors import UnsupportedError
 
 CASES = [
     pytest.param(lambda: nn.MaxPool2d(2), (2, 3, 8, 10), id="max-k2"),
@@ -128,6 +125,16 @@ MORE = [
     pytest.param(lambda: Fn(lambda s, x: F.adaptive_avg_pool1d(x, 3)), (2, 3, 8), id="F.adaptive_avg_pool1d"),
     pytest.param(lambda: Fn(lambda s, x: F.adaptive_avg_pool3d(x, (1, 2, 3))), (2, 2, 3, 5, 7),
                  id="F.adaptive_avg_pool3d"),
+    # return_indices=True: (values, int64 flat index of the first max in its input plane)
+    pytest.param(lambda: nn.MaxPool2d(3, stride=2, padding=1, return_indices=True), (2, 3, 7, 9), id="max2d-indices"),
+    pytest.param(lambda: nn.MaxPool1d(3, stride=2, dilation=2, ceil_mode=True, return_indices=True), (2, 3, 12),
+                 id="max1d-indices-dil-ceil"),
+    pytest.param(lambda: nn.MaxPool3d(2, stride=(1, 2, 2), padding=1, return_indices=True), (2, 4, 5, 6),
+                 id="max3d-indices-unbatched"),
+    pytest.param(lambda: nn.AdaptiveMaxPool2d((3, 2), return_indices=True), (2, 3, 7, 5), id="adaptive-max2d-indices"),
+    pytest.param(lambda: nn.AdaptiveMaxPool1d(3, return_indices=True), (3, 8), id="adaptive-max1d-indices-unbatched"),
+    pytest.param(lambda: nn.AdaptiveMaxPool3d((2, 3, 2), return_indices=True), (1, 2, 3, 5, 4),
+                 id="adaptive-max3d-indices"),
     pytest.param(lambda: nn.Sequential(nn.Conv1d(3, 4, 3), nn.ReLU(), nn.MaxPool1d(2), nn.AdaptiveMaxPool1d(1),
                                        nn.Flatten(), nn.Linear(4, 2)), (2, 3, 12), id="conv1d-pool-gmp-linear"),
 ]
@@ -136,14 +143,6 @@ MORE = [
 @BATCH.parametrize("factory, shape", MORE)
 def test_pooling_more(factory, shape):
     return assert_port_matches(seeded(factory), (randn(*shape),))
-
-
-@pytest.mark.parametrize("module", [nn.MaxPool2d(2, return_indices=True), nn.AdaptiveMaxPool1d(2, return_indices=True)],
-                         ids=["max2d", "adaptive-max1d"])
-def test_return_indices_refused(module):
-    x = randn(2, 3, 8, 8) if isinstance(module, nn.MaxPool2d) else randn(2, 3, 8)
-    with pytest.raises(UnsupportedError, match="return_indices"):
-        bridge.convert(nn.Sequential(module).eval(), (x,))
 
 
 @pytest.mark.node

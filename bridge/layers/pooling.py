@@ -10,6 +10,8 @@ Shapes are static here: the spatial size is known when the graph is traced.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import tensorflow as tf
 
@@ -33,7 +35,8 @@ def _batched(fn):
     def run(x, sizes, *args, **kwargs):
         x = tf.convert_to_tensor(x)
         if x.shape.rank == len(sizes) + 1:
-            return tf.squeeze(fn(x[None], sizes, *args, **kwargs), 0)
+            y = fn(x[None], sizes, *args, **kwargs)
+            return tuple(tf.squeeze(t, 0) for t in y) if isinstance(y, tuple) else tf.squeeze(y, 0)
         return fn(x, sizes, *args, **kwargs)
     run.__name__, run.__doc__ = fn.__name__, fn.__doc__
     return run
@@ -92,6 +95,52 @@ def _max_taps(x, axis, k, s, d):
         tap = x[tuple(index)]
         y = tap if y is None else tf.maximum(y, tap)
     return y
+
+
+@_batched
+def max_pool_with_indices(x, kernel_size, stride, padding, ceil_mode=False, dilation=None):
+    """torch max pooling with return_indices=True: (values, int64 flat index of each max in its input plane)."""
+    dilation = dilation or (1,) * len(kernel_size)
+    pads = _pads(x, kernel_size, stride, padding, ceil_mode, dilation)
+    sizes = x.shape[1:-1]
+    x = spatial_pad(x, pads, "constant", value=_LOWEST)
+    taps = []
+    for a, (k, s, d) in enumerate(zip(kernel_size, stride, dilation)):
+        out = (x.shape[1 + a] - d * (k - 1) - 1) // s + 1
+        taps.append([np.arange(out) * s + j * d for j in range(k)])
+    return _argmax_pool(x, taps, [b for b, _ in pads], sizes)
+
+
+@_batched
+def adaptive_max_pool_with_indices(x, output_size):
+    """torch adaptive max pooling with return_indices=True; a bin shorter than the longest repeats its
+    last element, which changes neither the max nor (first max wins) its index."""
+    taps = []
+    for a, out in enumerate(output_size):
+        n = x.shape[1 + a]
+        bins = adaptive_bins(n, n if out is None else out)
+        width = max(hi - lo for lo, hi in bins)
+        taps.append([np.array([min(lo + j, hi - 1) for lo, hi in bins]) for j in range(width)])
+    return _argmax_pool(x, taps, [0] * len(output_size), x.shape[1:-1])
+
+
+def _argmax_pool(x, taps, before, sizes):
+    """Max and first argmax over windows. ``taps[a][j]``: for each output position along spatial axis a,
+    the (padded) input position of kernel tap j. Taps run in torch's scan order (last axis fastest) and a
+    later tap wins only if strictly greater, as in torch. Indices count in the unpadded input plane."""
+    best = index = None
+    for combo in itertools.product(*[range(len(t)) for t in taps]):
+        v, flat = x, np.zeros(())
+        for a, j in enumerate(combo):
+            v = tf.gather(v, taps[a][j].astype(np.int32), axis=1 + a)
+            flat = np.add.outer(flat * sizes[a], taps[a][j] - before[a])
+        here = tf.constant(flat[None, ..., None].astype(np.int64))
+        if best is None:
+            best, index = v, tf.broadcast_to(here, tf.shape(v, out_type=tf.int64))
+            continue
+        wins = v > best
+        best, index = tf.where(wins, v, best), tf.where(wins, here, index)
+    return best, index
 
 
 @_batched
@@ -182,13 +231,14 @@ max_pool2d, avg_pool2d, adaptive_avg_pool2d = max_pool, avg_pool, adaptive_avg_p
 
 
 class MaxPool(Layer):
-    def __init__(self, *, path, kernel_size, stride, padding, ceil_mode=False, dilation=None):
+    def __init__(self, *, path, kernel_size, stride, padding, ceil_mode=False, dilation=None, return_indices=False):
         super().__init__(path=path)
         self.args = (tuple(kernel_size), tuple(stride), tuple(padding), ceil_mode,
                      tuple(dilation) if dilation else None)
+        self.pool = max_pool_with_indices if return_indices else max_pool
 
     def call(self, x):
-        return max_pool(x, *self.args)
+        return self.pool(x, *self.args)
 
 
 class AvgPool(Layer):
@@ -221,12 +271,13 @@ class AdaptiveAvgPool(Layer):
 
 
 class AdaptiveMaxPool(Layer):
-    def __init__(self, *, path, output_size):
+    def __init__(self, *, path, output_size, return_indices=False):
         super().__init__(path=path)
         self.output_size = tuple(output_size)
+        self.pool = adaptive_max_pool_with_indices if return_indices else adaptive_max_pool
 
     def call(self, x):
-        return adaptive_max_pool(x, self.output_size)
+        return self.pool(x, self.output_size)
 
 
 # one rank-generic class per kind; the torch names keep generated code readable
@@ -238,7 +289,7 @@ AdaptiveMaxPool1d = AdaptiveMaxPool2d = AdaptiveMaxPool3d = AdaptiveMaxPool
 
 __all__ = [
     "pool_output_size", "adaptive_bins", "max_pool", "avg_pool", "lp_pool", "adaptive_avg_pool", "adaptive_max_pool",
-    "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+    "max_pool_with_indices", "adaptive_max_pool_with_indices", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
     "MaxPool", "AvgPool", "LPPool", "AdaptiveAvgPool", "AdaptiveMaxPool",
     "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "LPPool1d", "LPPool2d", "LPPool3d",
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",

@@ -34,9 +34,7 @@ def pool_layout(x, nd: int) -> lay.Perm:
     raise NotSupported(f"{nd}d pooling of a rank-{x.rank} input (torch takes rank {nd + 1} or {nd + 2})")
 
 
-def _max_config(nd, kernel_size, stride, padding, dilation, ceil_mode, return_indices=False):
-    if return_indices:
-        raise NotSupported("return_indices=True (the argmax indices are not computed in TF)")
+def _max_config(nd, kernel_size, stride, padding, dilation, ceil_mode):
     k = pair(kernel_size, nd)
     d = pair(dilation, nd)
     return {"kernel_size": k, "stride": pair(stride, nd) if stride else k, "padding": pair(padding, nd),
@@ -51,15 +49,18 @@ def _avg_config(nd, kernel_size, stride, padding, ceil_mode, count_include_pad, 
 
 
 def _plan(m, call, config) -> LayerPlan:
+    """The layer named after the torch class; with return_indices its output is (values, indices)."""
     x = call.inputs[0]
     want = pool_layout(x, _SPATIAL[type(m)])
+    if getattr(m, "return_indices", False):
+        return LayerPlan(type(m).__name__, {**config, "return_indices": True}, {}, (want,), (want, want))
     return LayerPlan(type(m).__name__, config, {}, (want,), want)
 
 
 @module_mapping(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 def max_pool(m, call):
     return _plan(m, call, _max_config(_SPATIAL[type(m)], m.kernel_size, m.stride, m.padding, m.dilation,
-                                      m.ceil_mode, m.return_indices))
+                                      m.ceil_mode))
 
 
 @module_mapping(nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
@@ -89,8 +90,6 @@ def adaptive_avg_pool(m, call):
 
 @module_mapping(nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 def adaptive_max_pool(m, call):
-    if m.return_indices:
-        raise NotSupported("return_indices=True (the argmax indices are not computed in TF)")
     return _plan(m, call, {"output_size": pair(m.output_size, _SPATIAL[type(m)])})
 
 
