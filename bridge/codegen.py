@@ -63,7 +63,7 @@ def _render(node: _Tree, path: str, modules: dict, indent: str) -> str:
     kids = {name: _render(child, f"{path}.{name}" if path else name, modules, inner)
             for name, child in node.children.items()}
     if isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)) and all(k.isdigit() for k in kids):
-        items = [kids.get(str(i), "None") for i in range(max(int(k) for k in kids) + 1)]
+        items = [kids.get(str(i), "None") for i in range(max((int(k) for k in kids), default=-1) + 1)]
         return "[\n" + "".join(f"{inner}{v},\n" for v in items) + f"{indent}]"
     if isinstance(module, torch.nn.ModuleDict) or not all(k.isidentifier() and not keyword.iskeyword(k) for k in kids):
         return "{\n" + "".join(f"{inner}{k!r}: {v},\n" for k, v in kids.items()) + f"{indent}}}"

@@ -78,3 +78,11 @@ def test_tf_model_takes_numpy_float64_and_tf_tensors():
     for given in (x.numpy().astype(np.float64), tf.constant(x.numpy())):
         got = np.asarray(port.tf_model(given))
         assert got.dtype == np.float32 and np.abs(got - ref).max() <= 1e-5
+
+
+def test_a_sequential_of_only_traced_through_modules():
+    """Its children have no TF layers of their own (their ops are translated inline): an empty list."""
+    model = torch.nn.Sequential(torch.nn.Softsign(), torch.nn.Softmin(dim=-1)).eval()
+    port = bridge.convert(model, (torch.randn(3, 4, generator=torch.Generator().manual_seed(0)),))
+    assert "self.layers = [\n        ]" in port.source
+    assert port.parity().ok and port.parity().max_abs_error <= 1e-5
