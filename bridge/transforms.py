@@ -91,3 +91,45 @@ MHA_IN_KERNEL = Transform("mha_in_kernel", "PT in_proj_weight (3E, E) -> TF (E, 
 MHA_PROJ_KERNEL = Transform("mha_proj_kernel", "PT q/k/v_proj_weight (E, Ein) -> TF (Ein, E)", lambda a: a.T)
 
 MHA_BIAS_KV = Transform("mha_bias_kv", "PT bias_k / bias_v (1, 1, E) -> TF (E,)", lambda a: a.reshape(-1))
+
+
+# ---------------------------------------------------------------- conv (Conv3d, ConvTranspose1d/2d/3d)
+
+CONV3D_KERNEL = Transform("conv3d_kernel", "PT (O,I/g,kd,kh,kw) -> TF (kd,kh,kw,I/g,O)",
+                          lambda a: a.transpose(2, 3, 4, 1, 0))
+
+
+def _dilate_kernel(a: np.ndarray, dilation: tuple[int, ...]) -> np.ndarray:
+    """Insert d-1 zeros between kernel taps along each spatial axis (axes 2..): a dilation-1 kernel of the same effect."""
+    spatial = a.shape[2:]
+    out = np.zeros(a.shape[:2] + tuple(d * (k - 1) + 1 for k, d in zip(spatial, dilation)), a.dtype)
+    out[(slice(None), slice(None), *[slice(None, None, d) for d in dilation])] = a
+    return out
+
+
+def conv_transpose_kernel(dilation: tuple[int, ...]) -> Transform:
+    """ConvTranspose: torch (I, O/g, *k) -> TF conv_transpose filter (*k', O/g, I), k' = d*(k-1)+1 with zeros
+    between taps (tfjs's Conv2DBackpropInput has no dilation); a 1-D kernel gets a leading height axis of 1."""
+
+    def fn(a: np.ndarray) -> np.ndarray:
+        w = _dilate_kernel(a, dilation)
+        w = np.moveaxis(w, (0, 1), (-1, -2))  # (*k', O/g, I)
+        return w[None] if len(dilation) == 1 else w
+
+    return Transform("conv_transpose_kernel", f"PT (I,O/g,*k) -> TF (*k',O/g,I), dilation {dilation} as zeros", fn)
+
+
+def conv_transpose_as_conv_kernel(dilation: tuple[int, ...], groups: int) -> Transform:
+    """ConvTranspose run as a plain conv over the zero-stuffed input: torch (I, O/g, *k) -> TF conv filter
+    (*k', I/g, O) with the taps flipped, k' = d*(k-1)+1 (zeros between taps), group j's outputs in columns j*O/g..."""
+
+    def fn(a: np.ndarray) -> np.ndarray:
+        w = _dilate_kernel(a, dilation)  # (I, O/g, *k')
+        w = np.flip(w, axis=tuple(range(2, w.ndim)))
+        in_g, out_g, spatial = w.shape[0] // groups, w.shape[1], w.shape[2:]
+        w = w.reshape(groups, in_g, out_g, *spatial)
+        w = np.moveaxis(w, (0, 1, 2), (-2, -3, -1))  # (*k', I/g, g, O/g)
+        return w.reshape(*spatial, in_g, groups * out_g)
+
+    return Transform("conv_transpose_as_conv_kernel",
+                     f"PT (I,O/g,*k) -> TF (*k' flipped,I/g,O), dilation {dilation} as zeros, {groups} group(s)", fn)

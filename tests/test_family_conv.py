@@ -1,4 +1,4 @@
-"""Conv1d and Conv2d: stride, dilation, groups, every padding form and padding_mode, bias."""
+"""Conv1d/2d/3d and ConvTranspose1d/2d/3d: stride, dilation, groups, every padding form and padding_mode, bias."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 from torch import nn
 
 from _parity import assert_port_matches, randn, seeded
+from _tfjs_batch import TfjsBatch
 
 MODES = ["zeros", "reflect", "replicate", "circular"]
 
@@ -89,3 +90,69 @@ def test_conv2d(factory, shape):
 @pytest.mark.parametrize("factory, shape", CONV1D)
 def test_conv1d(factory, shape):
     assert_port_matches(seeded(factory), (randn(*shape),))
+
+
+# ---------------------------------------------------------------- Conv3d, ConvTranspose1d/2d/3d, Lazy forms (+ tfjs)
+
+BATCH = TfjsBatch()
+
+
+def lazy(m: nn.Module, shape) -> nn.Module:
+    """A Lazy* module after its first call, which infers in_channels and turns it into its base class."""
+    m(randn(*shape, seed=9))
+    return m
+
+
+MORE = [
+    pytest.param(lambda: nn.Conv3d(3, 4, 3), (2, 3, 5, 6, 7), id="conv3d-k3"),
+    pytest.param(lambda: nn.Conv3d(3, 4, (2, 3, 1), stride=(1, 2, 2), padding=(1, 0, 1), bias=False),
+                 (2, 3, 5, 6, 7), id="conv3d-stride-pad-nobias"),
+    pytest.param(lambda: nn.Conv3d(4, 6, 3, groups=2, dilation=(2, 1, 1), stride=2), (2, 4, 7, 6, 7),
+                 id="conv3d-groups2-dilation-stride"),
+    pytest.param(lambda: nn.Conv3d(4, 4, 3, groups=4, padding="same", padding_mode="reflect"), (2, 4, 5, 6, 7),
+                 id="conv3d-depthwise-same-reflect"),
+    pytest.param(lambda: nn.Conv3d(3, 4, 3, padding=1, padding_mode="circular"), (2, 3, 5, 6, 7),
+                 id="conv3d-circular"),
+    pytest.param(lambda: lazy(nn.LazyConv3d(4, 3), (2, 3, 5, 6, 7)), (2, 3, 5, 6, 7), id="lazy-conv3d"),
+    pytest.param(lambda: nn.ConvTranspose2d(3, 4, 3), (2, 3, 5, 6), id="convT2d-k3"),
+    pytest.param(lambda: nn.ConvTranspose2d(3, 4, (3, 2), stride=(2, 3), bias=False), (2, 3, 5, 6),
+                 id="convT2d-stride-nobias"),
+    pytest.param(lambda: nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1), (2, 3, 5, 6),
+                 id="convT2d-stride2-pad1-outpad1"),
+    pytest.param(lambda: nn.ConvTranspose2d(3, 4, 3, stride=(3, 2), padding=(0, 2), output_padding=(2, 1)),
+                 (2, 3, 5, 6), id="convT2d-outpad-over-pad"),
+    pytest.param(lambda: nn.ConvTranspose2d(3, 4, 3, dilation=(2, 3), padding=2), (2, 3, 5, 6),
+                 id="convT2d-dilation"),
+    pytest.param(lambda: nn.ConvTranspose2d(3, 4, 2, stride=2, dilation=3, output_padding=2), (2, 3, 5, 6),
+                 id="convT2d-dilation3-outpad2"),
+    pytest.param(lambda: nn.ConvTranspose2d(4, 6, 3, groups=2, stride=2, padding=1), (2, 4, 5, 6),
+                 id="convT2d-groups2"),
+    pytest.param(lambda: nn.ConvTranspose2d(4, 8, 3, groups=4), (2, 4, 5, 6), id="convT2d-depthwise-mult2"),
+    pytest.param(lambda: nn.ConvTranspose1d(3, 4, 3), (2, 3, 9), id="convT1d-k3"),
+    pytest.param(lambda: nn.ConvTranspose1d(4, 6, 4, stride=3, padding=2, output_padding=1, dilation=2, groups=2,
+                                            bias=False), (2, 4, 9), id="convT1d-all-options"),
+    pytest.param(lambda: nn.ConvTranspose3d(3, 4, 3), (2, 3, 3, 4, 5), id="convT3d-k3"),
+    pytest.param(lambda: nn.ConvTranspose3d(4, 6, (2, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1),
+                                            output_padding=(0, 1, 0), dilation=(2, 1, 1), groups=2),
+                 (2, 4, 3, 4, 5), id="convT3d-all-options"),
+    pytest.param(lambda: nn.ConvTranspose3d(2, 3, 1, stride=3, padding=1, output_padding=2), (2, 2, 3, 4, 2),
+                 id="convT3d-stride-over-kernel-crops"),
+    pytest.param(lambda: lazy(nn.LazyConvTranspose1d(4, 3, stride=2), (2, 3, 9)), (2, 3, 9), id="lazy-convT1d"),
+    pytest.param(lambda: lazy(nn.LazyConvTranspose2d(4, 3, stride=2), (2, 3, 5, 6)), (2, 3, 5, 6),
+                 id="lazy-convT2d"),
+    pytest.param(lambda: lazy(nn.LazyConvTranspose3d(4, 2, stride=2), (2, 3, 3, 4, 5)), (2, 3, 3, 4, 5),
+                 id="lazy-convT3d"),
+    pytest.param(lambda: nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1), nn.ReLU(),
+                                       nn.ConvTranspose2d(6, 3, 3, stride=2, padding=1, output_padding=1)),
+                 (2, 3, 8, 10), id="encoder-decoder"),
+]
+
+
+@BATCH.parametrize("factory, shape", MORE)
+def test_conv_more(factory, shape):
+    return assert_port_matches(seeded(factory), (randn(*shape),))
+
+
+@pytest.mark.node
+def test_tfjs_conv_more(node_or_skip):
+    BATCH.assert_all_within()

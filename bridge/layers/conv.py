@@ -1,13 +1,18 @@
-"""Conv1d and Conv2d on channels-last tensors (NLC, NHWC).
+"""Conv1d/2d/3d and ConvTranspose1d/2d/3d on channels-last tensors (NLC, NHWC, NDHWC).
 
 Torch semantics that Keras/TF lack are handled here:
 * explicit asymmetric padding in every torch padding_mode (see padding.py);
-* groups: depthwise (groups == in_channels) maps to DepthwiseConv2dNative;
-  other group counts split channels and concatenate, since neither TF on CPU
-  nor tfjs runs grouped Conv2D;
+* groups: 2-D depthwise (groups == in_channels) maps to DepthwiseConv2dNative;
+  other group counts (and every 3-D one) split channels and concatenate, since
+  neither TF on CPU nor tfjs runs grouped Conv2D/Conv3D;
 * stride together with dilation (tfjs rejects both > 1 at once) and unequal
   depthwise strides (TF's CPU kernel rejects them): the conv runs with stride 1
-  and the result is subsampled, which is exactly torch's output.
+  and the result is subsampled, which is exactly torch's output;
+* 1-D/2-D transposed convs run TF's VALID conv_transpose (Conv2DBackpropInput)
+  at the full size (in-1)*s + k', then crop ``padding`` and append
+  ``output_padding`` zeros; the tfjs converter has no Conv3DBackpropInputV2, so
+  3-D ones run as zero-stuffing, padding and a Conv3D with the flipped kernel.
+  Dilation is already in the kernel (zeros between taps, see transforms.py).
 """
 
 from __future__ import annotations
@@ -15,21 +20,30 @@ from __future__ import annotations
 import tensorflow as tf
 
 from .base import Layer
-from .padding import spatial_pad
+from .padding import pad_axes, spatial_pad
 
 
-class Conv2d(Layer):
-    def __init__(self, *, path, in_channels, out_channels, kernel_size, stride=(1, 1), dilation=(1, 1),
-                 groups=1, padding=((0, 0), (0, 0)), padding_mode="zeros", bias=True):
+def _group_split(x, kernel, groups: int, op):
+    """op(x, kernel) per channel group (inputs split on the last axis of x and of kernel), concatenated."""
+    if groups == 1:
+        return op(x, kernel)
+    return tf.concat([op(a, k) for a, k in zip(tf.split(x, groups, -1), tf.split(kernel, groups, -1))], -1)
+
+
+class ConvNd(Layer):
+    """A conv over ``len(kernel_size)`` (2 or 3) spatial axes; Conv2d/Conv3d fix the defaults."""
+
+    def __init__(self, *, path, in_channels, out_channels, kernel_size, stride, dilation, groups, padding,
+                 padding_mode="zeros", bias=True):
         super().__init__(path=path)
+        self.rank = len(kernel_size)
         self.stride, self.dilation, self.groups = tuple(stride), tuple(dilation), groups
         self.padding, self.padding_mode = tuple(map(tuple, padding)), padding_mode
-        self.depthwise = groups > 1 and groups == in_channels
-        kh, kw = kernel_size
+        self.depthwise = self.rank == 2 and groups > 1 and groups == in_channels
         if self.depthwise:  # (kh, kw, in, multiplier)
-            self.kernel = self.variable("kernel", [kh, kw, in_channels, out_channels // in_channels])
-        else:  # (kh, kw, in/groups, out)
-            self.kernel = self.variable("kernel", [kh, kw, in_channels // groups, out_channels])
+            self.kernel = self.variable("kernel", [*kernel_size, in_channels, out_channels // in_channels])
+        else:  # (*k, in/groups, out)
+            self.kernel = self.variable("kernel", [*kernel_size, in_channels // groups, out_channels])
         self.bias = self.variable("bias", [out_channels]) if bias else None
 
     def call(self, x):
@@ -37,33 +51,48 @@ class Conv2d(Layer):
         run_stride = self._run_stride()
         y = self._conv(x, run_stride)
         if run_stride != self.stride:
-            y = y[:, :: self.stride[0], :: self.stride[1], :]
+            y = y[(slice(None), *[slice(None, None, s) for s in self.stride], slice(None))]
         return y + self.bias if self.bias is not None else y
 
-    def _run_stride(self) -> tuple[int, int]:
-        """The stride the TF op runs with; (1, 1) + subsampling where TF or tfjs lacks the combination.
+    def _run_stride(self) -> tuple[int, ...]:
+        """The stride the TF op runs with; all ones + subsampling where TF or tfjs lacks the combination.
 
         Subsampling a stride-1 VALID conv at every s-th position is exactly the strided conv.
         Needed for stride with dilation (tfjs rejects both > 1) and for depthwise convs with
         unequal strides (TF's CPU DepthwiseConv2dNative only runs equal row/column strides).
         """
-        dilated, strided = self.dilation != (1, 1), self.stride != (1, 1)
-        if dilated and strided:
-            return (1, 1)
-        if self.depthwise and self.stride[0] != self.stride[1]:
-            return (1, 1)
+        ones = (1,) * self.rank
+        if self.dilation != ones and self.stride != ones:
+            return ones
+        if self.depthwise and len(set(self.stride)) > 1:
+            return ones
         return self.stride
 
     def _conv(self, x, stride):
-        strides = [1, *stride, 1]
-        dil = list(self.dilation)
+        strides, dil = [1, *stride, 1], list(self.dilation)
         if self.depthwise:
             return tf.nn.depthwise_conv2d(x, self.kernel, strides, "VALID", dilations=dil)
-        if self.groups == 1:
-            return tf.nn.conv2d(x, self.kernel, strides, "VALID", dilations=dil)
-        xs = tf.split(x, self.groups, axis=-1)
-        ks = tf.split(self.kernel, self.groups, axis=-1)
-        return tf.concat([tf.nn.conv2d(a, k, strides, "VALID", dilations=dil) for a, k in zip(xs, ks)], -1)
+        if self.rank == 2:
+            return _group_split(x, self.kernel, self.groups, lambda a, k: tf.nn.conv2d(a, k, strides, "VALID",
+                                                                                       dilations=dil))
+        return _group_split(x, self.kernel, self.groups, lambda a, k: tf.nn.conv3d(a, k, strides, "VALID",
+                                                                                   dilations=[1, *dil, 1]))
+
+
+class Conv2d(ConvNd):
+    def __init__(self, *, path, in_channels, out_channels, kernel_size, stride=(1, 1), dilation=(1, 1),
+                 groups=1, padding=((0, 0), (0, 0)), padding_mode="zeros", bias=True):
+        super().__init__(path=path, in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
+                         stride=stride, dilation=dilation, groups=groups, padding=padding,
+                         padding_mode=padding_mode, bias=bias)
+
+
+class Conv3d(ConvNd):
+    def __init__(self, *, path, in_channels, out_channels, kernel_size, stride=(1, 1, 1), dilation=(1, 1, 1),
+                 groups=1, padding=((0, 0),) * 3, padding_mode="zeros", bias=True):
+        super().__init__(path=path, in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
+                         stride=stride, dilation=dilation, groups=groups, padding=padding,
+                         padding_mode=padding_mode, bias=bias)
 
 
 class Conv1d(Conv2d):
@@ -76,6 +105,92 @@ class Conv1d(Conv2d):
         super().__init__(path=path, in_channels=in_channels, out_channels=out_channels,
                          kernel_size=(1, kernel_size[0]), stride=(s, s), dilation=(1, d),
                          groups=groups, padding=((0, 0), padding[0]), padding_mode=padding_mode, bias=bias)
+
+    def call(self, x):
+        return tf.squeeze(super().call(tf.expand_dims(x, 1)), 1)
+
+
+class ConvTransposeNd(Layer):
+    """torch ConvTranspose over 2 or 3 spatial axes; ``kernel_size`` is the dilated size d*(k-1)+1.
+
+    Runs TF's VALID conv_transpose at the full size (in-1)*s + k', then crops ``padding`` and
+    appends ``output_padding`` zeros. Subclasses with ``as_conv`` run a plain conv instead.
+    """
+
+    as_conv = False
+
+    def __init__(self, *, path, in_channels, out_channels, kernel_size, stride, padding, output_padding,
+                 groups=1, bias=True):
+        super().__init__(path=path)
+        self.rank = len(kernel_size)
+        self.kernel_size, self.stride, self.groups = tuple(kernel_size), tuple(stride), groups
+        self.padding, self.output_padding = tuple(padding), tuple(output_padding)
+        self.out_per_group = out_channels // groups
+        if self.as_conv:  # (*k' flipped, in/groups, out)
+            self.kernel = self.variable("kernel", [*kernel_size, in_channels // groups, out_channels])
+        else:  # conv_transpose filter (*k', out/groups, in)
+            self.kernel = self.variable("kernel", [*kernel_size, out_channels // groups, in_channels])
+        self.bias = self.variable("bias", [out_channels]) if bias else None
+
+    def call(self, x):
+        x = tf.convert_to_tensor(x)
+        y = self._as_conv(x) if self.as_conv else self._transposed(x)
+        return y + self.bias if self.bias is not None else y
+
+    def _transposed(self, x):
+        full = [(n - 1) * s + k for n, s, k in zip(x.shape[1:-1], self.stride, self.kernel_size)]
+        op = tf.nn.conv2d_transpose if self.rank == 2 else tf.nn.conv3d_transpose
+        strides = [1, *self.stride, 1]
+
+        def run(a, k):
+            shape = tf.concat([tf.shape(a)[:1], tf.constant([*full, self.out_per_group], tf.int32)], 0)
+            return op(a, k, shape, strides, "VALID")
+
+        y = _group_split(x, self.kernel, self.groups, run)
+        # torch's output is the full one without `padding` on each side, plus `output_padding` at the end
+        return pad_axes(y, {1 + i: (-p, o - p) for i, (p, o) in enumerate(zip(self.padding, self.output_padding))})
+
+    def _as_conv(self, x):
+        """Put s-1 zeros after every input position, pad k'-1-p before and k'-1-p+output_padding after
+        (negative crops), then a stride-1 VALID conv with the flipped kernel: torch's transposed conv."""
+        for i, s in enumerate(self.stride):
+            x = _stuff_zeros(x, 1 + i, s)
+        pads = {1 + i: (k - 1 - p, k - 1 - p + o - (s - 1))
+                for i, (k, s, p, o) in enumerate(zip(self.kernel_size, self.stride, self.padding, self.output_padding))}
+        x = pad_axes(x, pads)
+        op = tf.nn.conv2d if self.rank == 2 else tf.nn.conv3d
+        return _group_split(x, self.kernel, self.groups, lambda a, k: op(a, k, [1] * (self.rank + 2), "VALID"))
+
+
+def _stuff_zeros(x, axis: int, s: int):
+    """(.., n, ..) -> (.., n*s, ..): each item along ``axis`` followed by s-1 zeros (static sizes past the batch)."""
+    if s == 1:
+        return x
+    y = tf.expand_dims(x, axis + 1)
+    y = tf.pad(y, [[0, 0]] * (axis + 1) + [[0, s - 1]] + [[0, 0]] * (x.shape.rank - axis - 1))
+    tail = list(x.shape[1:])
+    tail[axis - 1] *= s
+    return tf.reshape(y, [-1, *tail])
+
+
+class ConvTranspose2d(ConvTransposeNd):
+    """Conv2DBackpropInput, which TF and every tfjs backend run."""
+
+
+class ConvTranspose3d(ConvTransposeNd):
+    """The tfjs converter has no Conv3DBackpropInputV2, so this runs as zero-stuffing + Conv3D."""
+
+    as_conv = True
+
+
+class ConvTranspose1d(ConvTransposeNd):
+    """Runs as a ConvTranspose2d over (N, 1, L, C)."""
+
+    def __init__(self, *, path, in_channels, out_channels, kernel_size, stride, padding, output_padding,
+                 groups=1, bias=True):
+        super().__init__(path=path, in_channels=in_channels, out_channels=out_channels,
+                         kernel_size=(1, kernel_size[0]), stride=(1, stride[0]), padding=(0, padding[0]),
+                         output_padding=(0, output_padding[0]), groups=groups, bias=bias)
 
     def call(self, x):
         return tf.squeeze(super().call(tf.expand_dims(x, 1)), 1)

@@ -1,4 +1,4 @@
-"""Conv1d and Conv2d: channels-last in TF, with every torch padding mode and group count."""
+"""Conv1d/2d/3d and ConvTranspose1d/2d/3d: channels-last in TF, with every torch padding mode and group count."""
 
 from __future__ import annotations
 
@@ -22,17 +22,17 @@ def explicit_padding(m) -> tuple[tuple[int, int], ...]:
     return tuple((p, p) for p in m.padding)
 
 
-@module_mapping(nn.Conv1d, nn.Conv2d)
+@module_mapping(nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def conv(m, call):
     rank = len(m.kernel_size)
     x = call.inputs[0]
     if x.rank != rank + 2:
         raise NotSupported(f"unbatched input of rank {x.rank}")
-    depthwise = m.groups > 1 and m.groups == m.in_channels
+    depthwise = rank < 3 and m.groups > 1 and m.groups == m.in_channels  # 3-D has no depthwise op: groups split
     if depthwise:
         kernel = T.depthwise_kernel(m.in_channels, rank)
     else:
-        kernel = T.CONV2D_KERNEL if rank == 2 else T.CONV1D_KERNEL
+        kernel = {1: T.CONV1D_KERNEL, 2: T.CONV2D_KERNEL, 3: T.CONV3D_KERNEL}[rank]
     weights = {"kernel": Weight("weight", kernel)}
     if m.bias is not None:
         weights["bias"] = Weight("bias", T.IDENTITY)
@@ -45,11 +45,33 @@ def conv(m, call):
     return LayerPlan(type(m).__name__, config, weights, (cl,), cl)
 
 
-MAPPINGS = (conv,)
+@module_mapping(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+def conv_transpose(m, call):
+    rank = len(m.kernel_size)
+    x = call.inputs[0]
+    if x.rank != rank + 2:
+        raise NotSupported(f"unbatched input of rank {x.rank}")
+    if call.argument("output_size") is not None:
+        raise NotSupported("forward(x, output_size=...): pass no output_size (use output_padding)")
+    if rank == 3:  # runs as a Conv3D (layers/conv.py: tfjs has no Conv3DBackpropInputV2)
+        kernel = T.conv_transpose_as_conv_kernel(tuple(m.dilation), m.groups)
+    else:
+        kernel = T.conv_transpose_kernel(tuple(m.dilation))
+    weights = {"kernel": Weight("weight", kernel)}
+    if m.bias is not None:
+        weights["bias"] = Weight("bias", T.IDENTITY)
+    dilated = tuple(d * (k - 1) + 1 for k, d in zip(m.kernel_size, m.dilation))
+    config = {
+        "in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": dilated,
+        "stride": tuple(m.stride), "padding": tuple(m.padding), "output_padding": tuple(m.output_padding),
+        "groups": m.groups, "bias": m.bias is not None,
+    }
+    cl = lay.channels_last(rank + 2)
+    return LayerPlan(type(m).__name__, config, weights, (cl,), cl)
+
+
+MAPPINGS = (conv, conv_transpose)
 
 
 # classes of this family not mapped yet, each with its reason (tests/test_verdicts.py keeps every class in one list)
-NOT_SUPPORTED = {
-    **{cls: "no TF mapping yet" for cls in (
-        nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.LazyConv3d, nn.LazyConvTranspose1d, nn.LazyConvTranspose2d, nn.LazyConvTranspose3d)},
-}
+NOT_SUPPORTED = {}
