@@ -2,8 +2,8 @@
 AdaptiveAvgPool2d (even and uneven bins, None) and the functional forms, on odd sizes.
 
 ``MORE`` (also checked in tfjs cpu and wasm): the 1-D and 3-D forms of max/avg/adaptive-avg
-pooling, adaptive max pooling, LPPool, max pooling with dilation, return_indices, unbatched
-inputs and the 1-D/3-D functional forms."""
+pooling, adaptive max pooling, LPPool, max pooling with dilation, return_indices, MaxUnpool,
+unbatched inputs and the 1-D/3-D functional forms."""
 
 from __future__ import annotations
 
@@ -135,6 +135,16 @@ MORE = [
     pytest.param(lambda: nn.AdaptiveMaxPool1d(3, return_indices=True), (3, 8), id="adaptive-max1d-indices-unbatched"),
     pytest.param(lambda: nn.AdaptiveMaxPool3d((2, 3, 2), return_indices=True), (1, 2, 3, 5, 4),
                  id="adaptive-max3d-indices"),
+    # MaxUnpool after a pooling with indices: default size, output_size, overlapping windows (repeated indices)
+    pytest.param(lambda: Fn(lambda s, x: s.unpool(*s.pool(x)), pool=nn.MaxPool2d(2, return_indices=True),
+                            unpool=nn.MaxUnpool2d(2)), (2, 3, 8, 10), id="unpool2d"),
+    pytest.param(lambda: Fn(lambda s, x: s.unpool(*s.pool(x), output_size=(7, 9)),
+                            pool=nn.MaxPool2d(2, return_indices=True), unpool=nn.MaxUnpool2d(2)), (2, 3, 7, 9),
+                 id="unpool2d-output_size"),
+    pytest.param(lambda: Fn(lambda s, x: s.unpool(*s.pool(x)), pool=nn.MaxPool1d(3, 2, 1, return_indices=True),
+                            unpool=nn.MaxUnpool1d(3, 2, 1)), (2, 3, 9), id="unpool1d-overlap"),
+    pytest.param(lambda: Fn(lambda s, x: s.unpool(*s.pool(x)), pool=nn.MaxPool3d(2, return_indices=True),
+                            unpool=nn.MaxUnpool3d(2)), (2, 4, 4, 6), id="unpool3d-unbatched"),
     pytest.param(lambda: nn.Sequential(nn.Conv1d(3, 4, 3), nn.ReLU(), nn.MaxPool1d(2), nn.AdaptiveMaxPool1d(1),
                                        nn.Flatten(), nn.Linear(4, 2)), (2, 3, 12), id="conv1d-pool-gmp-linear"),
 ]

@@ -226,6 +226,42 @@ def adaptive_max_pool(x, output_size):
     return _adaptive(x, output_size, tf.reduce_max, lambda v, k, s, _: _max_valid(v, k, s, (1,) * len(k)))
 
 
+def max_unpool(x, indices, kernel_size, stride, padding, output_size=None):
+    """torch MaxUnpool: zeros with each value put back at its flat index in the output plane.
+
+    One ScatterNd over the flattened (N, plane, C) output. Overlapping pooling windows can
+    repeat an index with the same value; ScatterNd sums repeats, so the sum is divided by
+    the repeat count (torch writes the value once)."""
+    nd = len(kernel_size)
+    x, indices = tf.convert_to_tensor(x), tf.convert_to_tensor(indices)
+    if x.shape.rank == nd + 1:  # unbatched
+        return tf.squeeze(max_unpool(x[None], indices[None], kernel_size, stride, padding, output_size), 0)
+    if output_size:
+        sizes = [int(v) for v in list(output_size)[-nd:]]
+    else:
+        sizes = [(n - 1) * s - 2 * p + k for n, k, s, p in zip(x.shape[1:-1], kernel_size, stride, padding)]
+    plane = int(np.prod(sizes))
+    shape = tf.shape(x)
+    batch, channels = shape[0], shape[-1]
+    where = tf.cast(tf.reshape(indices, [batch, -1, channels]), tf.int32)
+    flat = (tf.range(batch)[:, None, None] * plane + where) * channels + tf.range(channels)[None, None, :]
+    flat = tf.reshape(flat, [-1, 1])
+    total = tf.reshape(batch * plane * channels, [1])
+    values = tf.reshape(x, [-1])
+    summed = tf.scatter_nd(flat, values, total)
+    repeats = tf.scatter_nd(flat, tf.ones_like(values), total)
+    return tf.reshape(summed / tf.maximum(repeats, 1.0), [-1, *sizes, channels])
+
+
+class MaxUnpool(Layer):
+    def __init__(self, *, path, kernel_size, stride, padding):
+        super().__init__(path=path)
+        self.args = (tuple(kernel_size), tuple(stride), tuple(padding))
+
+    def call(self, x, indices, output_size=None):
+        return max_unpool(x, indices, *self.args, output_size)
+
+
 # the 2-D names generated code used before the functions became rank-generic
 max_pool2d, avg_pool2d, adaptive_avg_pool2d = max_pool, avg_pool, adaptive_avg_pool
 
@@ -286,6 +322,7 @@ AvgPool1d = AvgPool2d = AvgPool3d = AvgPool
 LPPool1d = LPPool2d = LPPool3d = LPPool
 AdaptiveAvgPool1d = AdaptiveAvgPool2d = AdaptiveAvgPool3d = AdaptiveAvgPool
 AdaptiveMaxPool1d = AdaptiveMaxPool2d = AdaptiveMaxPool3d = AdaptiveMaxPool
+MaxUnpool1d = MaxUnpool2d = MaxUnpool3d = MaxUnpool
 
 __all__ = [
     "pool_output_size", "adaptive_bins", "max_pool", "avg_pool", "lp_pool", "adaptive_avg_pool", "adaptive_max_pool",
@@ -294,4 +331,5 @@ __all__ = [
     "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "LPPool1d", "LPPool2d", "LPPool3d",
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
     "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
+    "max_unpool", "MaxUnpool", "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d",
 ]

@@ -22,6 +22,7 @@ _SPATIAL = {
     nn.LPPool1d: 1, nn.LPPool2d: 2, nn.LPPool3d: 3,
     nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
     nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3,
+    nn.MaxUnpool1d: 1, nn.MaxUnpool2d: 2, nn.MaxUnpool3d: 3,
 }
 
 
@@ -93,6 +94,15 @@ def adaptive_max_pool(m, call):
     return _plan(m, call, {"output_size": pair(m.output_size, _SPATIAL[type(m)])})
 
 
+@module_mapping(nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d)
+def max_unpool(m, call):
+    """forward(input, indices, output_size=None): both tensors in the same channels-last layout."""
+    nd = _SPATIAL[type(m)]
+    want = pool_layout(call.inputs[0], nd)
+    config = {"kernel_size": pair(m.kernel_size, nd), "stride": pair(m.stride, nd), "padding": pair(m.padding, nd)}
+    return LayerPlan(type(m).__name__, config, {}, (want, want), want)
+
+
 def _args(c, names_defaults):
     return [c.arg(i, n, d) for i, (n, d) in enumerate(names_defaults, start=1)]
 
@@ -134,7 +144,7 @@ def adaptive_avg_pool_op(c):
     return _emit(c, "adaptive_avg_pool", nd, [pair(c.arg(1, "output_size"), nd)])
 
 
-MAPPINGS = (max_pool, avg_pool, lp_pool, adaptive_avg_pool, adaptive_max_pool, max_pool_op, avg_pool_op,
+MAPPINGS = (max_pool, avg_pool, lp_pool, adaptive_avg_pool, adaptive_max_pool, max_unpool, max_pool_op, avg_pool_op,
             adaptive_avg_pool_op)
 
 
@@ -142,6 +152,4 @@ MAPPINGS = (max_pool, avg_pool, lp_pool, adaptive_avg_pool, adaptive_max_pool, m
 NOT_SUPPORTED = {
     nn.FractionalMaxPool2d: "random pooling regions: no deterministic TF equivalent",
     nn.FractionalMaxPool3d: "random pooling regions: no deterministic TF equivalent",
-    **{cls: "needs the argmax indices of a max pooling (return_indices=True), which are not computed in TF yet"
-       for cls in (nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d)},
 }
