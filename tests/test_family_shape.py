@@ -325,6 +325,11 @@ MODULES = [
     pytest.param(mod(lambda: nn.Upsample(size=(7, 9)), conv=4), (2, 3, 6, 7), id="upsample-nearest-size-after-conv"),
     pytest.param(mod(lambda: nn.Upsample(scale_factor=1.7, mode="nearest-exact")), (2, 3, 4, 5), id="upsample-nearest-exact"),
     pytest.param(mod(lambda: nn.UpsamplingNearest2d(scale_factor=3)), (1, 2, 3, 4), id="upsamplingnearest2d"),
+    # torch's own special cases: 2-D nearest copies/halves when out == in or 2*in whatever the factor (H 4 -> 4,
+    # W 5 -> 10 at 2.1); linear kernels copy an axis whose size is kept (H 4 -> 4 at 1.2), bicubic does not
+    pytest.param(mod(lambda: nn.Upsample(scale_factor=(1.2, 2.1))), (2, 3, 4, 5), id="upsample-nearest-torch-shortcuts"),
+    pytest.param(mod(lambda: nn.Upsample(scale_factor=1.2, mode="bilinear")), (2, 3, 4, 5), id="upsample-bilinear-kept-axis"),
+    pytest.param(mod(lambda: nn.Upsample(scale_factor=1.2, mode="bicubic")), (2, 3, 4, 5), id="upsample-bicubic-kept-axis"),
     pytest.param(mod(lambda: nn.Upsample(scale_factor=2, mode="bilinear")), (2, 3, 4, 5), id="upsample-bilinear"),
     pytest.param(mod(lambda: nn.Upsample(size=(7, 4), mode="bilinear", align_corners=True), conv=4), (2, 3, 6, 7),
                  id="upsample-bilinear-corners-after-conv"),

@@ -157,7 +157,9 @@ def _ratio(out: int, n: int, scale) -> np.float32:
     return np.float32(1.0 / scale) if scale else np.float32(n) / np.float32(out)
 
 
-def _nearest_taps(out: int, n: int, scale, exact: bool):
+def _nearest_taps(out: int, n: int, scale, exact: bool, shortcuts: bool = False):
+    if shortcuts and out in (n, 2 * n):  # torch's 2-D nearest kernel: a copy or i >> 1, whatever the scale factor
+        return (np.arange(out) // (out // n))[:, None], None
     ratio = _ratio(out, n, scale)
     dst = np.arange(out, dtype=np.float32) + (np.float32(0.5) if exact else np.float32(0))
     index = np.minimum(np.floor(dst * ratio).astype(np.int64), n - 1)
@@ -165,6 +167,8 @@ def _nearest_taps(out: int, n: int, scale, exact: bool):
 
 
 def _linear_taps(out: int, n: int, scale, align_corners: bool):
+    if out == n:  # torch's linear kernels copy an axis whose size is kept, whatever the scale factor
+        return np.arange(n)[:, None], np.ones((n, 1), np.float32)
     src = _source(out, n, scale, align_corners, cubic=False)
     i0 = src.astype(np.int64)
     lam = np.clip(src - i0.astype(np.float32), 0, 1)
@@ -190,9 +194,12 @@ def _cubic_taps(out: int, n: int, scale, align_corners: bool):
 
 
 def resample_taps(mode: str, out: int, n: int, scale=None, align_corners: bool = False):
-    """(index[out, taps], weights[out, taps] or None) of one axis: output i = sum_t w[i, t] * x[index[i, t]]."""
-    if mode in ("nearest", "nearest-exact"):
-        return _nearest_taps(out, n, scale, exact=mode == "nearest-exact")
+    """(index[out, taps], weights[out, taps] or None) of one axis: output i = sum_t w[i, t] * x[index[i, t]].
+
+    ``nearest2d`` is torch's upsample_nearest2d, which special-cases out == n and out == 2n.
+    """
+    if mode in ("nearest", "nearest2d", "nearest-exact"):
+        return _nearest_taps(out, n, scale, exact=mode == "nearest-exact", shortcuts=mode == "nearest2d")
     if mode == "linear":
         return _linear_taps(out, n, scale, align_corners)
     if mode == "cubic":

@@ -471,7 +471,7 @@ def channel_shuffle(c):
     return c.out(f"L.channel_shuffle({c.tensor(x, src)}, {groups}, axis={src.tf_axis(1)})", src)
 
 
-_NEAREST = {A.upsample_nearest1d.vec: "nearest", A.upsample_nearest2d.vec: "nearest",
+_NEAREST = {A.upsample_nearest1d.vec: "nearest", A.upsample_nearest2d.vec: "nearest2d",
             A.upsample_nearest3d.vec: "nearest", A._upsample_nearest_exact1d.vec: "nearest-exact",
             A._upsample_nearest_exact2d.vec: "nearest-exact", A._upsample_nearest_exact3d.vec: "nearest-exact"}
 _INTERPOLATING = {A.upsample_linear1d.vec: "linear", A.upsample_bilinear2d.vec: "linear",
