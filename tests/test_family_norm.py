@@ -1,4 +1,5 @@
-"""BatchNorm1d/2d (randomized running stats, affine off, batch statistics), LayerNorm, and the
+"""BatchNorm1d/2d/3d and SyncBatchNorm (randomized running stats, affine off, batch statistics),
+InstanceNorm1d/2d/3d, GroupNorm, LocalResponseNorm, CrossMapLRN2d, the Lazy forms, LayerNorm, and the
 functional forms F.layer_norm / F.rms_norm and a hand-written (Llama-style) RMS norm."""
 
 from __future__ import annotations
@@ -140,6 +141,11 @@ MORE = [
     pytest.param(lambda: nn.LocalResponseNorm(3), (2, 6, 5, 7), id="lrn3"),
     pytest.param(lambda: nn.LocalResponseNorm(4, alpha=1e-2, beta=0.5, k=2.0), (2, 6, 9), id="lrn4-NCL-options"),
     pytest.param(lambda: nn.LocalResponseNorm(5, alpha=0.1), (2, 6, 3, 4, 5), id="lrn5-NCDHW"),
+    pytest.param(lambda: nn.CrossMapLRN2d(5, alpha=0.5, beta=0.75, k=1.5), (2, 10, 3, 4), id="crossmap-lrn5"),
+    pytest.param(lambda: nn.CrossMapLRN2d(2), (2, 3, 3, 4), id="crossmap-lrn2-defaults"),
+    pytest.param(lambda: nn.SyncBatchNorm(4), (2, 4, 3, 5), id="syncbn-NCHW"),
+    pytest.param(lambda: nn.SyncBatchNorm(4, affine=False, track_running_stats=False), (2, 4, 3, 5, 6),
+                 id="syncbn-NCDHW-batch-stats"),
     pytest.param(lambda: nn.Sequential(nn.Conv2d(3, 6, 3), stats(nn.GroupNorm(3, 6)), nn.ReLU(),
                                        stats(nn.InstanceNorm2d(6, affine=True))), (2, 3, 7, 9), id="conv-gn-in"),
 ]

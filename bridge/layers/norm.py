@@ -162,3 +162,32 @@ class LocalResponseNorm(Layer):
         sq = tf.pad(tf.square(x), pads)
         total = tf.add_n([sq[..., i:i + channels] for i in range(self.size)])
         return x * tf.pow(self.k + (self.alpha / self.size) * total, -self.beta)
+
+
+def cross_map_window(size: int, channels: int) -> np.ndarray:
+    """(C, C) 0/1 matrix: column c marks the channels whose squares torch's legacy CrossMapLRN2d sums for c.
+
+    Its running-sum loop covers [c - p + 1, c + p - 1] with p = (size-1)//2 + 1, clipped to the
+    channels, and never subtracts channel 0 (it removes only when c > p): channel 0 is in every window.
+    """
+    pre = int((size - 1) / 2 + 1)
+    window = np.zeros((channels, channels), np.float32)
+    for c in range(channels):
+        low = 0 if c <= pre else c - pre + 1
+        window[low:min(channels - 1, c + pre - 1) + 1, c] = 1.0
+        window[0, c] = 1.0
+    return window
+
+
+class CrossMapLRN2d(Layer):
+    """torch.nn.CrossMapLRN2d on NHWC: x * (k + alpha/size * (x^2 summed over each channel's window))^-beta."""
+
+    def __init__(self, *, path, size: int, alpha: float, beta: float, k: float, channels: int):
+        super().__init__(path=path)
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.window = tf.constant(cross_map_window(size, channels))
+
+    def call(self, x):
+        x = tf.convert_to_tensor(x)
+        total = tf.tensordot(tf.square(x), self.window, 1)
+        return x * tf.pow(self.k + (self.alpha / self.size) * total, -self.beta)

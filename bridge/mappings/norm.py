@@ -1,5 +1,5 @@
-"""BatchNorm1d/2d/3d (over channels, last in TF), InstanceNorm1d/2d/3d, GroupNorm,
-LocalResponseNorm (channels-last), LayerNorm (over the trailing dims), and
+"""BatchNorm1d/2d/3d and SyncBatchNorm (over channels, last in TF), InstanceNorm1d/2d/3d, GroupNorm,
+LocalResponseNorm and the legacy CrossMapLRN2d (channels-last), LayerNorm (over the trailing dims), and
 RMSNorm, and the ops F.layer_norm / F.rms_norm record (hand-written RMS norms like
 Llama's map through the arith ops)."""
 
@@ -11,13 +11,14 @@ from torch import nn
 from .. import layout as lay
 from .. import transforms as T
 from ..plan import TensorValue
-from ..registry import LayerPlan, Weight, module_mapping, op_mapping
+from ..registry import LayerPlan, NotSupported, Weight, module_mapping, op_mapping
 
 A = torch.ops.aten
 
 
-@module_mapping(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+@module_mapping(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 def batch_norm(m, call):
+    """SyncBatchNorm syncs only in distributed training: in eval it is the BatchNorm of its input's rank."""
     x = call.inputs[0]
     want = lay.channels_last(x.rank)  # (N, C) stays, (N, C, L) -> NLC, (N, C, H, W) -> NHWC, ... NDHWC
     weights, ignored = {}, []
@@ -69,6 +70,18 @@ def local_response_norm(m, call):
     want = lay.channels_last(call.inputs[0].rank)
     config = {"size": int(m.size), "alpha": float(m.alpha), "beta": float(m.beta), "k": float(m.k)}
     return LayerPlan("LocalResponseNorm", config, {}, (want,), want)
+
+
+@module_mapping(nn.CrossMapLRN2d)
+def cross_map_lrn2d(m, call):
+    """The legacy (Lua torch) form: 4-D input only, a channel window unlike LocalResponseNorm's."""
+    x = call.inputs[0]
+    if x.rank != 4:
+        raise NotSupported(f"CrossMapLRN2d takes 4-D input, got rank {x.rank}")
+    want = lay.channels_last(4)
+    config = {"size": int(m.size), "alpha": float(m.alpha), "beta": float(m.beta), "k": float(m.k),
+              "channels": int(x.shape[1])}
+    return LayerPlan("CrossMapLRN2d", config, {}, (want,), want)
 
 
 def _trailing_layout(x, k: int) -> lay.Perm:
@@ -125,12 +138,8 @@ def _norm_op(kind: str):
 layer_norm_op = op_mapping(A.layer_norm.default)(_norm_op("layer"))
 rms_norm_op = op_mapping(A.rms_norm.default)(_norm_op("rms"))
 
-MAPPINGS = (batch_norm, instance_norm, group_norm, local_response_norm, layer_norm, rms_norm, layer_norm_op, rms_norm_op)
+MAPPINGS = (batch_norm, instance_norm, group_norm, local_response_norm, cross_map_lrn2d, layer_norm, rms_norm, layer_norm_op, rms_norm_op)
 
 
 # classes of this family not mapped yet, each with its reason (tests/test_verdicts.py keeps every class in one list)
-NOT_SUPPORTED = {
-    nn.SyncBatchNorm: "distributed training only: replace it with the nn.BatchNorm of its rank (same state_dict) before converting",
-    **{cls: "no TF mapping yet" for cls in (
-        nn.CrossMapLRN2d,)},
-}
+NOT_SUPPORTED = {}
