@@ -341,6 +341,7 @@ MODULES = [
                  id="upsample-bicubic-corners"),
     pytest.param(mod(lambda: nn.Upsample(scale_factor=2, mode="trilinear")), (1, 2, 3, 4, 3), id="upsample-trilinear"),
     pytest.param(mod(lambda: nn.Upsample(scale_factor=(1, 2, 1.5))), (1, 2, 3, 4, 3), id="upsample-nearest-3d"),
+    pytest.param(mod(lambda: nn.Upsample(size=(3, 4), mode="area")), (2, 3, 6, 7), id="upsample-area-size"),
 ]
 
 

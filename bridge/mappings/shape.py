@@ -512,7 +512,9 @@ DECOMPOSE = {
     nn.PixelShuffle: "aten.pixel_shuffle: reshape/transpose/reshape (NHWC kept after a conv)",
     nn.PixelUnshuffle: "aten.pixel_unshuffle: reshape/transpose/reshape (tfjs lacks SpaceToDepth)",
     nn.ChannelShuffle: "aten.channel_shuffle: one constant gather on the channel axis",
-    nn.Upsample: "aten.upsample_*: nearest, nearest-exact, (bi/tri)linear, bicubic as constant gathers and weights",
+    nn.Upsample: "aten.upsample_*: nearest, nearest-exact, (bi/tri)linear, bicubic as constant gathers and weights;"
+                 " 'area' with a size is adaptive_avg_pool (a scale_factor for 'area', recompute_scale_factor and"
+                 " antialias are not supported yet)",
     nn.UpsamplingNearest2d: "aten.upsample_nearest2d (see Upsample)",
     nn.UpsamplingBilinear2d: "aten.upsample_bilinear2d with align_corners=True (see Upsample)",
 }
