@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from _parity import assert_port_matches, randn, seeded
+from _parity import Fn, assert_port_matches, randn, seeded
 from _tfjs_batch import TfjsBatch
 
 MODES = ["zeros", "reflect", "replicate", "circular"]
@@ -145,6 +145,18 @@ MORE = [
     pytest.param(lambda: nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1), nn.ReLU(),
                                        nn.ConvTranspose2d(6, 3, 3, stride=2, padding=1, output_padding=1)),
                  (2, 3, 8, 10), id="encoder-decoder"),
+    pytest.param(lambda: Fn(lambda s, x: s.up(x, output_size=[10, 11]), up=nn.ConvTranspose2d(3, 4, 3, stride=2,
+                                                                                               padding=1)),
+                 (2, 3, 5, 6), id="convT2d-output-size"),
+    # torch's unbatched (C, *spatial) input
+    pytest.param(lambda: nn.Conv1d(4, 4, 3, groups=4, padding=1, padding_mode="reflect"), (4, 9),
+                 id="conv1d-unbatched-depthwise-reflect"),
+    pytest.param(lambda: nn.Conv2d(3, 4, 3, stride=2), (3, 7, 9), id="conv2d-unbatched"),
+    pytest.param(lambda: nn.Conv3d(3, 4, 2, padding=1), (3, 4, 5, 6), id="conv3d-unbatched"),
+    pytest.param(lambda: nn.ConvTranspose1d(3, 4, 3, stride=2), (3, 9), id="convT1d-unbatched"),
+    pytest.param(lambda: nn.ConvTranspose2d(3, 4, 3, stride=2, output_padding=1), (3, 5, 6),
+                 id="convT2d-unbatched"),
+    pytest.param(lambda: nn.ConvTranspose3d(3, 4, 2, stride=2), (3, 3, 4, 5), id="convT3d-unbatched"),
 ]
 
 

@@ -23,6 +23,11 @@ from .base import Layer
 from .padding import pad_axes, spatial_pad
 
 
+def _unbatched(run, x):
+    """torch's unbatched (C, *spatial) input, channels-last here: run on a batch of one."""
+    return tf.squeeze(run(tf.expand_dims(x, 0)), 0)
+
+
 def _group_split(x, kernel, groups: int, op):
     """op(x, kernel) per channel group (inputs split on the last axis of x and of kernel), concatenated."""
     if groups == 1:
@@ -34,9 +39,9 @@ class ConvNd(Layer):
     """A conv over ``len(kernel_size)`` (2 or 3) spatial axes; Conv2d/Conv3d fix the defaults."""
 
     def __init__(self, *, path, in_channels, out_channels, kernel_size, stride, dilation, groups, padding,
-                 padding_mode="zeros", bias=True):
+                 padding_mode="zeros", bias=True, batched=True):
         super().__init__(path=path)
-        self.rank = len(kernel_size)
+        self.rank, self.batched = len(kernel_size), batched
         self.stride, self.dilation, self.groups = tuple(stride), tuple(dilation), groups
         self.padding, self.padding_mode = tuple(map(tuple, padding)), padding_mode
         self.depthwise = self.rank == 2 and groups > 1 and groups == in_channels
@@ -47,6 +52,9 @@ class ConvNd(Layer):
         self.bias = self.variable("bias", [out_channels]) if bias else None
 
     def call(self, x):
+        return _unbatched(self._call_batched, x) if not self.batched else self._call_batched(x)
+
+    def _call_batched(self, x):
         x = spatial_pad(x, self.padding, self.padding_mode)
         run_stride = self._run_stride()
         y = self._conv(x, run_stride)
@@ -81,33 +89,34 @@ class ConvNd(Layer):
 
 class Conv2d(ConvNd):
     def __init__(self, *, path, in_channels, out_channels, kernel_size, stride=(1, 1), dilation=(1, 1),
-                 groups=1, padding=((0, 0), (0, 0)), padding_mode="zeros", bias=True):
+                 groups=1, padding=((0, 0), (0, 0)), padding_mode="zeros", bias=True, batched=True):
         super().__init__(path=path, in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
                          stride=stride, dilation=dilation, groups=groups, padding=padding,
-                         padding_mode=padding_mode, bias=bias)
+                         padding_mode=padding_mode, bias=bias, batched=batched)
 
 
 class Conv3d(ConvNd):
     def __init__(self, *, path, in_channels, out_channels, kernel_size, stride=(1, 1, 1), dilation=(1, 1, 1),
-                 groups=1, padding=((0, 0),) * 3, padding_mode="zeros", bias=True):
+                 groups=1, padding=((0, 0),) * 3, padding_mode="zeros", bias=True, batched=True):
         super().__init__(path=path, in_channels=in_channels, out_channels=out_channels, kernel_size=kernel_size,
                          stride=stride, dilation=dilation, groups=groups, padding=padding,
-                         padding_mode=padding_mode, bias=bias)
+                         padding_mode=padding_mode, bias=bias, batched=batched)
 
 
 class Conv1d(Conv2d):
     """Runs as a Conv2d over (N, 1, L, C): tfjs's Conv1D is the same op underneath."""
 
     def __init__(self, *, path, in_channels, out_channels, kernel_size, stride=(1,), dilation=(1,),
-                 groups=1, padding=((0, 0),), padding_mode="zeros", bias=True):
+                 groups=1, padding=((0, 0),), padding_mode="zeros", bias=True, batched=True):
         s, d = stride[0], dilation[0]
         # the row stride is free on a height-1 input; equal strides keep depthwise on TF's strided kernel
         super().__init__(path=path, in_channels=in_channels, out_channels=out_channels,
                          kernel_size=(1, kernel_size[0]), stride=(s, s), dilation=(1, d),
-                         groups=groups, padding=((0, 0), padding[0]), padding_mode=padding_mode, bias=bias)
+                         groups=groups, padding=((0, 0), padding[0]), padding_mode=padding_mode, bias=bias,
+                         batched=batched)
 
-    def call(self, x):
-        return tf.squeeze(super().call(tf.expand_dims(x, 1)), 1)
+    def _call_batched(self, x):
+        return tf.squeeze(super()._call_batched(tf.expand_dims(x, 1)), 1)
 
 
 class ConvTransposeNd(Layer):
@@ -120,9 +129,9 @@ class ConvTransposeNd(Layer):
     as_conv = False
 
     def __init__(self, *, path, in_channels, out_channels, kernel_size, stride, padding, output_padding,
-                 groups=1, bias=True):
+                 groups=1, bias=True, batched=True):
         super().__init__(path=path)
-        self.rank = len(kernel_size)
+        self.rank, self.batched = len(kernel_size), batched
         self.kernel_size, self.stride, self.groups = tuple(kernel_size), tuple(stride), groups
         self.padding, self.output_padding = tuple(padding), tuple(output_padding)
         self.out_per_group = out_channels // groups
@@ -132,7 +141,11 @@ class ConvTransposeNd(Layer):
             self.kernel = self.variable("kernel", [*kernel_size, out_channels // groups, in_channels])
         self.bias = self.variable("bias", [out_channels]) if bias else None
 
-    def call(self, x):
+    def call(self, x, output_size=None):
+        """``output_size`` (torch's forward argument) is already in ``output_padding``, set by the mapping."""
+        return _unbatched(self._call_batched, x) if not self.batched else self._call_batched(x)
+
+    def _call_batched(self, x):
         x = tf.convert_to_tensor(x)
         y = self._as_conv(x) if self.as_conv else self._transposed(x)
         return y + self.bias if self.bias is not None else y
@@ -187,10 +200,10 @@ class ConvTranspose1d(ConvTransposeNd):
     """Runs as a ConvTranspose2d over (N, 1, L, C)."""
 
     def __init__(self, *, path, in_channels, out_channels, kernel_size, stride, padding, output_padding,
-                 groups=1, bias=True):
+                 groups=1, bias=True, batched=True):
         super().__init__(path=path, in_channels=in_channels, out_channels=out_channels,
                          kernel_size=(1, kernel_size[0]), stride=(1, stride[0]), padding=(0, padding[0]),
-                         output_padding=(0, output_padding[0]), groups=groups, bias=bias)
+                         output_padding=(0, output_padding[0]), groups=groups, bias=bias, batched=batched)
 
-    def call(self, x):
-        return tf.squeeze(super().call(tf.expand_dims(x, 1)), 1)
+    def _call_batched(self, x):
+        return tf.squeeze(super()._call_batched(tf.expand_dims(x, 1)), 1)

@@ -22,12 +22,20 @@ def explicit_padding(m) -> tuple[tuple[int, int], ...]:
     return tuple((p, p) for p in m.padding)
 
 
+def _layout(x, rank: int) -> lay.Perm:
+    """Channels last: (N, C, *s) -> (N, *s, C), torch's unbatched (C, *s) -> (*s, C)."""
+    if x.rank == rank + 2:
+        return lay.channels_last(rank + 2)
+    if x.rank == rank + 1:
+        return lay.Perm((*range(1, x.rank), 0))
+    raise NotSupported(f"input of rank {x.rank} for a {rank}-d conv")
+
+
 @module_mapping(nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def conv(m, call):
     rank = len(m.kernel_size)
     x = call.inputs[0]
-    if x.rank != rank + 2:
-        raise NotSupported(f"unbatched input of rank {x.rank}")
+    cl = _layout(x, rank)
     depthwise = rank < 3 and m.groups > 1 and m.groups == m.in_channels  # 3-D has no depthwise op: groups split
     if depthwise:
         kernel = T.depthwise_kernel(m.in_channels, rank)
@@ -40,19 +48,29 @@ def conv(m, call):
         "in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": tuple(m.kernel_size),
         "stride": tuple(m.stride), "dilation": tuple(m.dilation), "groups": m.groups,
         "padding": explicit_padding(m), "padding_mode": m.padding_mode, "bias": m.bias is not None,
+        "batched": x.rank == rank + 2,
     }
-    cl = lay.channels_last(rank + 2)
     return LayerPlan(type(m).__name__, config, weights, (cl,), cl)
+
+
+def _output_padding(m, call, x, rank: int) -> tuple[int, ...]:
+    """The module's output_padding, or the one forward(x, output_size) implies (a static size only)."""
+    size = call.argument("output_size")
+    if size is None:
+        return tuple(m.output_padding)
+    if not all(isinstance(n, int) for n in size):
+        raise NotSupported("forward(x, output_size=...) with a size computed at run time")
+    spatial = tuple(x.shape[-rank:])
+    smallest = [(n - 1) * s - 2 * p + d * (k - 1) + 1
+                for n, s, p, d, k in zip(spatial, m.stride, m.padding, m.dilation, m.kernel_size)]
+    return tuple(int(want) - low for want, low in zip(list(size)[-rank:], smallest))
 
 
 @module_mapping(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 def conv_transpose(m, call):
     rank = len(m.kernel_size)
     x = call.inputs[0]
-    if x.rank != rank + 2:
-        raise NotSupported(f"unbatched input of rank {x.rank}")
-    if call.argument("output_size") is not None:
-        raise NotSupported("forward(x, output_size=...): pass no output_size (use output_padding)")
+    cl = _layout(x, rank)
     if rank == 3:  # runs as a Conv3D (layers/conv.py: tfjs has no Conv3DBackpropInputV2)
         kernel = T.conv_transpose_as_conv_kernel(tuple(m.dilation), m.groups)
     else:
@@ -63,10 +81,9 @@ def conv_transpose(m, call):
     dilated = tuple(d * (k - 1) + 1 for k, d in zip(m.kernel_size, m.dilation))
     config = {
         "in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": dilated,
-        "stride": tuple(m.stride), "padding": tuple(m.padding), "output_padding": tuple(m.output_padding),
-        "groups": m.groups, "bias": m.bias is not None,
+        "stride": tuple(m.stride), "padding": tuple(m.padding), "output_padding": _output_padding(m, call, x, rank),
+        "groups": m.groups, "bias": m.bias is not None, "batched": x.rank == rank + 2,
     }
-    cl = lay.channels_last(rank + 2)
     return LayerPlan(type(m).__name__, config, weights, (cl,), cl)
 
 
