@@ -227,20 +227,29 @@ def adaptive_max_pool(x, output_size):
 
 
 def max_unpool(x, indices, kernel_size, stride, padding, output_size=None):
-    """torch MaxUnpool: zeros with each value put back at its flat index in the output plane.
+    """torch MaxUnpool: the output size is torch's default unless ``output_size`` (last entries) is given."""
+    nd = len(kernel_size)
+    if output_size:
+        sizes = [int(v) for v in list(output_size)[-nd:]]
+    else:
+        spatial = x.shape[-1 - nd:-1]
+        sizes = [(n - 1) * s - 2 * p + k for n, k, s, p in zip(spatial, kernel_size, stride, padding)]
+    return unpool_to(x, indices, sizes)
+
+
+def unpool_to(x, indices, sizes):
+    """Zeros of spatial size ``sizes`` with each value put back at its flat index in the output plane.
 
     One ScatterNd over the flattened (N, plane, C) output. Overlapping pooling windows can
     repeat an index with the same value; ScatterNd sums repeats, so the sum is divided by
     the repeat count (torch writes the value once)."""
-    nd = len(kernel_size)
     x, indices = tf.convert_to_tensor(x), tf.convert_to_tensor(indices)
-    if x.shape.rank == nd + 1:  # unbatched
-        return tf.squeeze(max_unpool(x[None], indices[None], kernel_size, stride, padding, output_size), 0)
-    if output_size:
-        sizes = [int(v) for v in list(output_size)[-nd:]]
-    else:
-        sizes = [(n - 1) * s - 2 * p + k for n, k, s, p in zip(x.shape[1:-1], kernel_size, stride, padding)]
-    plane = int(np.prod(sizes))
+    if x.shape.rank == len(sizes) + 1:  # unbatched
+        return tf.squeeze(unpool_to(x[None], indices[None], sizes), 0)
+    sizes = [_static_or_tensor(v) for v in sizes]  # F.max_unpool computes them from shapes at run time
+    plane = sizes[0]
+    for v in sizes[1:]:
+        plane = plane * v
     shape = tf.shape(x)
     batch, channels = shape[0], shape[-1]
     where = tf.cast(tf.reshape(indices, [batch, -1, channels]), tf.int32)
@@ -251,6 +260,12 @@ def max_unpool(x, indices, kernel_size, stride, padding, output_size=None):
     summed = tf.scatter_nd(flat, values, total)
     repeats = tf.scatter_nd(flat, tf.ones_like(values), total)
     return tf.reshape(summed / tf.maximum(repeats, 1.0), [-1, *sizes, channels])
+
+
+def _static_or_tensor(v):
+    """A size as a Python int when it is known while tracing, else an int32 scalar tensor."""
+    known = tf.get_static_value(v)
+    return int(known) if known is not None else tf.cast(v, tf.int32)
 
 
 class MaxUnpool(Layer):
@@ -331,5 +346,5 @@ __all__ = [
     "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "LPPool1d", "LPPool2d", "LPPool3d",
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
     "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
-    "max_unpool", "MaxUnpool", "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d",
+    "max_unpool", "unpool_to", "MaxUnpool", "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d",
 ]

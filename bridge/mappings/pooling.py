@@ -1,5 +1,5 @@
-"""Max, average, adaptive (average and max) and LP pooling over 1, 2 or 3 spatial
-axes, and the functional forms of max/avg/adaptive-avg pooling (channels-last in TF).
+"""Max, average, adaptive (average and max), LP pooling and max unpooling over 1, 2 or 3
+spatial axes, and the functional forms (ATen ops) of all but LP pooling (channels-last in TF).
 
 One rank-generic mapping per kind: the class says how many spatial axes it
 pools (``_SPATIAL``); an input with one axis fewer is torch's unbatched form.
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .. import layout as lay
+from ..plan import TensorValue
 from ..registry import LayerPlan, NotSupported, module_mapping, op_mapping
 from ._util import pair
 
@@ -144,8 +145,45 @@ def adaptive_avg_pool_op(c):
     return _emit(c, "adaptive_avg_pool", nd, [pair(c.arg(1, "output_size"), nd)])
 
 
-MAPPINGS = (max_pool, avg_pool, lp_pool, adaptive_avg_pool, adaptive_max_pool, max_unpool, max_pool_op, avg_pool_op,
-            adaptive_avg_pool_op)
+_MAX_INDICES_OPS = (A.max_pool1d_with_indices.default, A.max_pool2d_with_indices.default,
+                    A.max_pool3d_with_indices.default)
+_ADAPTIVE_MAX_OPS = (A.adaptive_max_pool1d.default, A.adaptive_max_pool2d.default, A.adaptive_max_pool3d.default)
+
+
+def _emit_pair(c, fn: str, nd: int, args) -> list[TensorValue]:
+    """A (values, indices) pooling: one TF call assigned to one variable per torch output."""
+    x = c.arg(0, "self")
+    want = pool_layout(x, nd)
+    names = [c.em.fresh(f"{c.node.name}_{i}") for i in range(2)]
+    c.em.lines.append(f"{names[0]}, {names[1]} = L.{fn}({c.tensor(x, want)}, {', '.join(repr(v) for v in args)})")
+    return [TensorValue(n, want, m.shape, m.dtype) for n, m in zip(names, c.out_meta)]
+
+
+@op_mapping(*_MAX_INDICES_OPS)
+def max_pool_with_indices_op(c):
+    nd = _op_rank(c, _MAX_INDICES_OPS)
+    k, s, p, d, ceil = _args(c, [("kernel_size", None), ("stride", None), ("padding", 0), ("dilation", 1),
+                                 ("ceil_mode", False)])
+    return _emit_pair(c, "max_pool_with_indices", nd, _max_config(nd, k, s, p, d, ceil).values())
+
+
+@op_mapping(*_ADAPTIVE_MAX_OPS)
+def adaptive_max_pool_op(c):
+    nd = _op_rank(c, _ADAPTIVE_MAX_OPS)
+    return _emit_pair(c, "adaptive_max_pool_with_indices", nd, [pair(c.arg(1, "output_size"), nd)])
+
+
+@op_mapping(A.max_unpool2d.default, A.max_unpool3d.default)
+def max_unpool_op(c):
+    """max_unpool{2,3}d(self, indices, output_size, ...): the output size is explicit at ATen level."""
+    x, indices, sizes = c.arg(0, "self"), c.arg(1, "indices"), list(c.arg(2, "output_size"))
+    want = pool_layout(x, len(sizes))
+    sizes = ", ".join(c.render(n) for n in sizes)  # sizes torch computed from a shape arrive as PyValues
+    return c.out(f"L.unpool_to({c.tensor(x, want)}, {c.tensor(indices, want)}, ({sizes},))", want)
+
+
+MAPPINGS = (max_pool, avg_pool, lp_pool, adaptive_avg_pool, adaptive_max_pool, max_unpool, max_pool_op,
+            avg_pool_op, adaptive_avg_pool_op, max_pool_with_indices_op, adaptive_max_pool_op, max_unpool_op)
 
 
 # classes of this family not mapped yet, each with its reason (tests/test_verdicts.py keeps every class in one list)
