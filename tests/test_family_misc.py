@@ -19,6 +19,8 @@ from _parity import Fn, assert_port_matches, randn, seeded
 IDENTITIES = [
     pytest.param(lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(0.5), nn.Dropout2d(0.3), nn.Identity()),
                  id="dropout-modules"),
+    pytest.param(lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout3d(0.5), nn.FeatureAlphaDropout(0.2)),
+                 id="dropout3d-feature-alpha-dropout"),
     pytest.param(lambda: Fn(lambda s, x: F.dropout(s.conv(x), 0.5, training=False).contiguous().clone().detach(),
                             conv=nn.Conv2d(3, 4, 3)), id="identity-ops"),
     pytest.param(lambda: Fn(lambda s, x: s.fc(s.drop(s.conv(x).flatten(1))), conv=nn.Conv2d(3, 4, 3),

@@ -19,7 +19,8 @@ from .arith import scalar, tf_dtype
 A = torch.ops.aten
 
 
-@module_mapping(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity)
+@module_mapping(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+                nn.Identity)
 def identity(m, call):
     return stateless("Identity", call)
 
@@ -115,5 +116,5 @@ MAPPINGS = (identity, identity_op, dropout_op, cast, arange, factory, new_factor
 # classes of this family not mapped yet, each with its reason (tests/test_verdicts.py keeps every class in one list)
 NOT_SUPPORTED = {
     **{cls: "no TF mapping yet" for cls in (
-        nn.Bilinear, nn.CosineSimilarity, nn.PairwiseDistance, nn.EmbeddingBag, nn.Dropout3d, nn.FeatureAlphaDropout, nn.Fold, nn.Unfold)},
+        nn.Bilinear, nn.CosineSimilarity, nn.PairwiseDistance, nn.EmbeddingBag, nn.Fold, nn.Unfold)},
 }
