@@ -100,7 +100,7 @@ CONV3D_KERNEL = Transform("conv3d_kernel", "PT (O,I/g,kd,kh,kw) -> TF (kd,kh,kw,
 
 
 def _dilate_kernel(a: np.ndarray, dilation: tuple[int, ...]) -> np.ndarray:
-    """Insert d-1 zeros between kernel taps along each spatial axis (axes 2..): a dilation-1 kernel of the same effect."""
+    """Insert d-1 zeros between kernel taps on each spatial axis (axes 2..): at dilation 1 it is the dilated kernel."""
     spatial = a.shape[2:]
     out = np.zeros(a.shape[:2] + tuple(d * (k - 1) + 1 for k, d in zip(spatial, dilation)), a.dtype)
     out[(slice(None), slice(None), *[slice(None, None, d) for d in dilation])] = a

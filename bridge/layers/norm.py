@@ -1,6 +1,7 @@
-"""BatchNorm (over the last TF axis: channels-last), InstanceNorm, GroupNorm and
-LocalResponseNorm (channels-last), LayerNorm (over the last ``len(normalized_shape)``
-axes), and the functions layer_norm / rms_norm for the functional forms. All are written as plain arithmetic so no fused op reaches tfjs."""
+"""BatchNorm (over the last TF axis: channels-last), InstanceNorm, GroupNorm,
+LocalResponseNorm and CrossMapLRN2d (channels-last), LayerNorm (over the last
+``len(normalized_shape)`` axes), and the functions layer_norm / rms_norm for the
+functional forms. All are written as plain arithmetic so no fused op reaches tfjs."""
 
 from __future__ import annotations
 

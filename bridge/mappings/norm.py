@@ -138,7 +138,8 @@ def _norm_op(kind: str):
 layer_norm_op = op_mapping(A.layer_norm.default)(_norm_op("layer"))
 rms_norm_op = op_mapping(A.rms_norm.default)(_norm_op("rms"))
 
-MAPPINGS = (batch_norm, instance_norm, group_norm, local_response_norm, cross_map_lrn2d, layer_norm, rms_norm, layer_norm_op, rms_norm_op)
+MAPPINGS = (batch_norm, instance_norm, group_norm, local_response_norm, cross_map_lrn2d, layer_norm, rms_norm,
+            layer_norm_op, rms_norm_op)
 
 
 # classes of this family not mapped yet, each with its reason (tests/test_verdicts.py keeps every class in one list)
