@@ -1,6 +1,6 @@
 """BatchNorm1d/2d/3d and SyncBatchNorm (randomized running stats, affine off, batch statistics),
 InstanceNorm1d/2d/3d, GroupNorm, LocalResponseNorm, CrossMapLRN2d, the Lazy forms, LayerNorm, and the
-functional forms F.layer_norm / F.rms_norm and a hand-written (Llama-style) RMS norm."""
+functional forms F.group_norm / F.layer_norm / F.rms_norm and a hand-written (Llama-style) RMS norm."""
 
 from __future__ import annotations
 
@@ -138,6 +138,9 @@ MORE = [
     pytest.param(lambda: stats(nn.GroupNorm(3, 6)), (2, 6), id="gn-NC"),
     pytest.param(lambda: stats(nn.GroupNorm(1, 6, eps=1e-3)), (2, 6, 9), id="gn1-NCL-eps1e-3"),
     pytest.param(lambda: nn.GroupNorm(6, 6, affine=False), (2, 6, 3, 4, 5), id="gn6-NCDHW-no-affine"),
+    pytest.param(lambda: Fn(lambda s, x: F.group_norm(x, 3, s.gn.weight, s.gn.bias, 1e-3),
+                            gn=stats(nn.GroupNorm(3, 6))), (2, 6, 5, 7), id="F.group_norm-affine"),
+    pytest.param(lambda: Fn(lambda s, x: F.group_norm(x, 2)), (2, 4, 9), id="F.group_norm-plain-NCL"),
     pytest.param(lambda: nn.LocalResponseNorm(3), (2, 6, 5, 7), id="lrn3"),
     pytest.param(lambda: nn.LocalResponseNorm(4, alpha=1e-2, beta=0.5, k=2.0), (2, 6, 9), id="lrn4-NCL-options"),
     pytest.param(lambda: nn.LocalResponseNorm(5, alpha=0.1), (2, 6, 3, 4, 5), id="lrn5-NCDHW"),

@@ -115,36 +115,39 @@ class InstanceNorm(Layer):
         return _affine((x - mean) * tf.math.rsqrt(var + self.eps), self.gamma, self.beta)
 
 
-class GroupNorm(Layer):
-    """torch.nn.GroupNorm on channels-last input (N, *, C): statistics per sample over each group of channels.
+def group_norm(x, groups: int, eps: float, gamma=None, beta=None):
+    """torch's group norm on channels-last input (N, *, C): statistics per sample over each group of channels.
 
     Per-channel means over the spatial axes are averaged within each group with a constant
     (C, G) 0/1 matrix, so no reshape of the (dynamic-batch) feature map is needed.
     """
+    x = tf.convert_to_tensor(x)
+    if x.shape.rank == 2:  # (N, C): as (N, 1, C), else tfjs fuses matmul + subtract into a wasm-failing op
+        return tf.squeeze(group_norm(tf.expand_dims(x, 1), groups, eps, gamma, beta), 1)
+    channels, axes = x.shape[-1], list(range(1, x.shape.rank - 1))
+    member = np.zeros((channels, groups), np.float32)
+    member[np.arange(channels), np.arange(channels) // (channels // groups)] = 1.0
+    to_group, to_channel = tf.constant(member / (channels // groups)), tf.constant(member.T)
+
+    def group_mean(v):
+        spread = tf.matmul(tf.matmul(tf.reduce_mean(v, axes), to_group), to_channel)  # (N, C): its group's mean
+        return tf.reshape(spread, [-1, *[1] * len(axes), channels])
+
+    centered = x - group_mean(x)
+    return _affine(centered * tf.math.rsqrt(group_mean(tf.square(centered)) + eps), gamma, beta)
+
+
+class GroupNorm(Layer):
+    """torch.nn.GroupNorm on channels-last input (N, *, C); see group_norm."""
 
     def __init__(self, *, path, num_groups: int, num_channels: int, eps: float, affine: bool = True):
         super().__init__(path=path)
-        self.eps = eps
-        member = np.zeros((num_channels, num_groups), np.float32)
-        member[np.arange(num_channels), np.arange(num_channels) // (num_channels // num_groups)] = 1.0
-        self.to_group = tf.constant(member / (num_channels // num_groups))  # channel means -> group means
-        self.to_channel = tf.constant(member.T)  # group values -> each of its channels
+        self.groups, self.eps = num_groups, eps
         self.gamma = self.variable("gamma", [num_channels]) if affine else None
         self.beta = self.variable("beta", [num_channels]) if affine else None
 
-    def _group_mean(self, v, axes):
-        per_channel = tf.reduce_mean(v, axes)  # (N, C)
-        spread = tf.matmul(tf.matmul(per_channel, self.to_group), self.to_channel)  # (N, C), each group's mean
-        return tf.reshape(spread, [-1, *[1] * len(axes), spread.shape[-1]])
-
     def call(self, x):
-        x = tf.convert_to_tensor(x)
-        if x.shape.rank == 2:  # (N, C): as (N, 1, C), else tfjs fuses matmul + subtract into a wasm-failing op
-            return tf.squeeze(self.call(tf.expand_dims(x, 1)), 1)
-        axes = list(range(1, x.shape.rank - 1))
-        centered = x - self._group_mean(x, axes)
-        var = self._group_mean(tf.square(centered), axes)
-        return _affine(centered * tf.math.rsqrt(var + self.eps), self.gamma, self.beta)
+        return group_norm(x, self.groups, self.eps, self.gamma, self.beta)
 
 
 class LocalResponseNorm(Layer):

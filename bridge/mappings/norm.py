@@ -65,6 +65,16 @@ def group_norm(m, call):
     return LayerPlan("GroupNorm", config, weights, (want,), want)
 
 
+@op_mapping(A.group_norm.default)
+def group_norm_op(c):
+    """F.group_norm: group_norm(input, num_groups, weight, bias, eps, cudnn_enabled)."""
+    x, groups = c.arg(0, "input"), int(c.arg(1, "num_groups"))
+    weight, bias, eps = c.arg(2, "weight", None), c.arg(3, "bias", None), c.arg(4, "eps", 1e-5)
+    want = lay.channels_last(x.rank)
+    params = [c.tensor(v, lay.identity(v.rank)) if isinstance(v, TensorValue) else "None" for v in (weight, bias)]
+    return c.out(f"L.group_norm({c.tensor(x, want)}, {groups}, {float(eps)!r}, {params[0]}, {params[1]})", want)
+
+
 @module_mapping(nn.LocalResponseNorm)
 def local_response_norm(m, call):
     want = lay.channels_last(call.inputs[0].rank)
@@ -139,7 +149,7 @@ layer_norm_op = op_mapping(A.layer_norm.default)(_norm_op("layer"))
 rms_norm_op = op_mapping(A.rms_norm.default)(_norm_op("rms"))
 
 MAPPINGS = (batch_norm, instance_norm, group_norm, local_response_norm, cross_map_lrn2d, layer_norm, rms_norm,
-            layer_norm_op, rms_norm_op)
+            layer_norm_op, rms_norm_op, group_norm_op)
 
 
 # classes of this family not mapped yet, each with its reason (tests/test_verdicts.py keeps every class in one list)
