@@ -1,6 +1,7 @@
 """BatchNorm1d/2d/3d and SyncBatchNorm (randomized running stats, affine off, batch statistics),
 InstanceNorm1d/2d/3d, GroupNorm, LocalResponseNorm, CrossMapLRN2d, the Lazy forms, LayerNorm, and the
-functional forms F.group_norm / F.layer_norm / F.rms_norm and a hand-written (Llama-style) RMS norm."""
+functional forms F.batch_norm / F.instance_norm / F.group_norm / F.layer_norm / F.rms_norm and a
+hand-written (Llama-style) RMS norm."""
 
 from __future__ import annotations
 
@@ -141,6 +142,16 @@ MORE = [
     pytest.param(lambda: Fn(lambda s, x: F.group_norm(x, 3, s.gn.weight, s.gn.bias, 1e-3),
                             gn=stats(nn.GroupNorm(3, 6))), (2, 6, 5, 7), id="F.group_norm-affine"),
     pytest.param(lambda: Fn(lambda s, x: F.group_norm(x, 2)), (2, 4, 9), id="F.group_norm-plain-NCL"),
+    pytest.param(lambda: Fn(lambda s, x: F.batch_norm(x, s.bn.running_mean, s.bn.running_var, s.bn.weight, s.bn.bias,
+                                                     eps=1e-3), bn=nn.BatchNorm2d(6)), (2, 6, 5, 7),
+                 id="F.batch_norm-running-affine"),
+    pytest.param(lambda: Fn(lambda s, x: F.batch_norm(x, None, None, training=True)), (4, 6),
+                 id="F.batch_norm-NC-batch"),
+    pytest.param(lambda: Fn(lambda s, x: F.instance_norm(x, weight=s.n.weight, bias=s.n.bias),
+                            n=stats(nn.InstanceNorm2d(6, affine=True))), (2, 6, 5, 7), id="F.instance_norm-affine"),
+    pytest.param(lambda: Fn(lambda s, x: F.instance_norm(x, s.n.running_mean, s.n.running_var, use_input_stats=False),
+                            n=stats(nn.InstanceNorm1d(6, track_running_stats=True))), (2, 6, 9),
+                 id="F.instance_norm-running"),
     pytest.param(lambda: nn.LocalResponseNorm(3), (2, 6, 5, 7), id="lrn3"),
     pytest.param(lambda: nn.LocalResponseNorm(4, alpha=1e-2, beta=0.5, k=2.0), (2, 6, 9), id="lrn4-NCL-options"),
     pytest.param(lambda: nn.LocalResponseNorm(5, alpha=0.1), (2, 6, 3, 4, 5), id="lrn5-NCDHW"),

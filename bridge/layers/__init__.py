@@ -11,8 +11,8 @@ from .activation import (GELU, Identity, LeakyReLU, LogSoftmax, PReLU, ReLU, Sig
 from .base import Layer, Namespace, keep_batch_reshape, parameter, record_outputs, tap
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .linear import Embedding, Linear, lookup, matmul
-from .norm import (BatchNorm, CrossMapLRN2d, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm, group_norm,
-                   layer_norm, rms_norm, RMSNorm)
+from .norm import (BatchNorm, CrossMapLRN2d, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm, channel_norm,
+                   group_norm, layer_norm, rms_norm, RMSNorm)
 from .padding import pad_axes, spatial_pad
 from .pooling import *  # noqa: F401,F403  (pooling lists its names in its __all__)
 from .shape import Flatten, channel_shuffle, pixel_shuffle, pixel_unshuffle, resample, take, take_along, take_nd, triangle
@@ -21,7 +21,7 @@ from .attention import *  # noqa: F401,F403
 
 __all__ = [
     "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
-    "CrossMapLRN2d", "GroupNorm", "InstanceNorm", "LocalResponseNorm", "group_norm",
+    "CrossMapLRN2d", "GroupNorm", "InstanceNorm", "LocalResponseNorm", "channel_norm", "group_norm",
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm", "Conv1d", "Conv2d", "Embedding", "Flatten", "GELU",
     "Identity", "Layer", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "matmul", "LayerNorm", "RMSNorm", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d", "Namespace",
     "ReLU", "Sigmoid", "SiLU", "Softmax", "Tanh", "gelu", "keep_batch_reshape", "pad_axes",

@@ -195,3 +195,14 @@ class CrossMapLRN2d(Layer):
         x = tf.convert_to_tensor(x)
         total = tf.tensordot(tf.square(x), self.window, 1)
         return x * tf.pow(self.k + (self.alpha / self.size) * total, -self.beta)
+
+
+def channel_norm(x, axes: int, eps: float, gamma=None, beta=None, mean=None, var=None):
+    """F.batch_norm / F.instance_norm on channels-last x: with ``mean``/``var`` (running stats) use them,
+    else the statistics over the first ``axes`` axes (all but channels: batch norm; the spatial ones: instance)."""
+    x = tf.convert_to_tensor(x)
+    if mean is None:
+        over = list(range(x.shape.rank - 1 - axes, x.shape.rank - 1))
+        mean = tf.reduce_mean(x, over, keepdims=True)
+        var = tf.reduce_mean(tf.square(x - mean), over, keepdims=True)
+    return _affine((x - mean) * tf.math.rsqrt(var + eps), gamma, beta)

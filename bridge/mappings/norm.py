@@ -75,6 +75,28 @@ def group_norm_op(c):
     return c.out(f"L.group_norm({c.tensor(x, want)}, {groups}, {float(eps)!r}, {params[0]}, {params[1]})", want)
 
 
+def _stats_op(kind: str):
+    def emit(c):
+        """batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled);
+        instance_norm(... same, with use_input_stats for training)."""
+        x = c.arg(0, "input")
+        want = lay.channels_last(x.rank)
+        weight, bias, mean, var = (c.arg(i, n, None) for i, n in
+                                   enumerate(("weight", "bias", "running_mean", "running_var"), 1))
+        batch_stats = bool(c.arg(5, "training" if kind == "batch" else "use_input_stats")) or mean is None
+        axes = x.rank - 1 if kind == "batch" else x.rank - 2  # all but channels / the spatial axes
+        params = [c.tensor(v, lay.identity(v.rank)) if isinstance(v, TensorValue) else "None"
+                  for v in (weight, bias) + ((None, None) if batch_stats else (mean, var))]
+        args = f"{c.tensor(x, want)}, {axes}, {float(c.arg(7, 'eps')) !r}, {', '.join(params)}"
+        return c.out(f"L.channel_norm({args})", want)
+
+    return emit
+
+
+batch_norm_op = op_mapping(A.batch_norm.default)(_stats_op("batch"))
+instance_norm_op = op_mapping(A.instance_norm.default)(_stats_op("instance"))
+
+
 @module_mapping(nn.LocalResponseNorm)
 def local_response_norm(m, call):
     want = lay.channels_last(call.inputs[0].rank)
@@ -149,7 +171,7 @@ layer_norm_op = op_mapping(A.layer_norm.default)(_norm_op("layer"))
 rms_norm_op = op_mapping(A.rms_norm.default)(_norm_op("rms"))
 
 MAPPINGS = (batch_norm, instance_norm, group_norm, local_response_norm, cross_map_lrn2d, layer_norm, rms_norm,
-            layer_norm_op, rms_norm_op, group_norm_op)
+            layer_norm_op, rms_norm_op, group_norm_op, batch_norm_op, instance_norm_op)
 
 
 # classes of this family not mapped yet, each with its reason (tests/test_verdicts.py keeps every class in one list)
