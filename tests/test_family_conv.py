@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch.nn.functional as F
 from torch import nn
 
 from _parity import Fn, assert_port_matches, randn, seeded
@@ -148,6 +149,12 @@ MORE = [
     pytest.param(lambda: Fn(lambda s, x: s.up(x, output_size=[10, 11]), up=nn.ConvTranspose2d(3, 4, 3, stride=2,
                                                                                                padding=1)),
                  (2, 3, 5, 6), id="convT2d-output-size"),
+    pytest.param(lambda: Fn(lambda s, x: F.conv1d(x, s.c.weight, s.c.bias, 2, 1), c=nn.Conv1d(3, 4, 3)), (2, 3, 11),
+                 id="F.conv1d"),
+    pytest.param(lambda: Fn(lambda s, x: F.conv2d(x, s.c.weight, None, (2, 1), (1, 2), 2, 2),
+                            c=nn.Conv2d(4, 6, 3, groups=2)), (2, 4, 7, 9), id="F.conv2d-groups-stride-dilation"),
+    pytest.param(lambda: Fn(lambda s, x: F.conv3d(x, s.c.weight, s.c.bias), c=nn.Conv3d(3, 4, 2)), (2, 3, 4, 5, 6),
+                 id="F.conv3d"),
     # torch's unbatched (C, *spatial) input
     pytest.param(lambda: nn.Conv1d(4, 4, 3, groups=4, padding=1, padding_mode="reflect"), (4, 9),
                  id="conv1d-unbatched-depthwise-reflect"),

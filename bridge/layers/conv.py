@@ -77,14 +77,35 @@ class ConvNd(Layer):
         return self.stride
 
     def _conv(self, x, stride):
-        strides, dil = [1, *stride, 1], list(self.dilation)
         if self.depthwise:
-            return tf.nn.depthwise_conv2d(x, self.kernel, strides, "VALID", dilations=dil)
-        if self.rank == 2:
-            return _group_split(x, self.kernel, self.groups, lambda a, k: tf.nn.conv2d(a, k, strides, "VALID",
-                                                                                       dilations=dil))
-        return _group_split(x, self.kernel, self.groups, lambda a, k: tf.nn.conv3d(a, k, strides, "VALID",
-                                                                                   dilations=[1, *dil, 1]))
+            return tf.nn.depthwise_conv2d(x, self.kernel, [1, *stride, 1], "VALID", dilations=list(self.dilation))
+        return _valid_conv(x, self.kernel, stride, self.dilation, self.groups)
+
+
+def _valid_conv(x, kernel, stride, dilation, groups: int):
+    """VALID Conv2D/Conv3D of channels-last x with a (*k, in/groups, out) kernel, groups split."""
+    strides, dil = [1, *stride, 1], list(dilation)
+    if len(stride) == 2:
+        return _group_split(x, kernel, groups, lambda a, k: tf.nn.conv2d(a, k, strides, "VALID", dilations=dil))
+    return _group_split(x, kernel, groups, lambda a, k: tf.nn.conv3d(a, k, strides, "VALID", dilations=[1, *dil, 1]))
+
+
+def conv(x, weight, bias, stride, padding, dilation, groups: int):
+    """F.conv1d/2d/3d with torch's (O, I/g, *k) weight as a tensor (zero padding, ints per spatial axis)."""
+    x, weight = tf.convert_to_tensor(x), tf.convert_to_tensor(weight)
+    if len(stride) == 1:  # as 2-D over (N, 1, L, C)
+        y = conv(tf.expand_dims(x, 1), tf.expand_dims(weight, 2), bias, (1, stride[0]), (0, padding[0]),
+                 (1, dilation[0]), groups)
+        return tf.squeeze(y, 1)
+    rank = len(stride)
+    kernel = tf.transpose(weight, [*range(2, rank + 2), 1, 0])  # (*k, I/g, O)
+    x = spatial_pad(x, [(p, p) for p in padding])
+    ones = (1,) * rank
+    run = ones if tuple(dilation) != ones and tuple(stride) != ones else tuple(stride)  # tfjs: not both > 1
+    y = _valid_conv(x, kernel, run, dilation, groups)
+    if run != tuple(stride):
+        y = y[(slice(None), *[slice(None, None, s) for s in stride], slice(None))]
+    return y + bias if bias is not None else y
 
 
 class Conv2d(ConvNd):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .. import layout as lay
 from .. import transforms as T
-from ..registry import LayerPlan, NotSupported, Weight, module_mapping
+from ..plan import TensorValue
+from ..registry import LayerPlan, NotSupported, Weight, module_mapping, op_mapping
+
+A = torch.ops.aten
 
 
 def explicit_padding(m) -> tuple[tuple[int, int], ...]:
@@ -87,7 +91,28 @@ def conv_transpose(m, call):
     return LayerPlan(type(m).__name__, config, weights, (cl,), cl)
 
 
-MAPPINGS = (conv, conv_transpose)
+def _conv_op(c):
+    """convNd(input, weight, bias, stride, padding, dilation, groups) with int padding, weight a traced tensor."""
+    x, weight, bias = c.arg(0, "input"), c.arg(1, "weight"), c.arg(2, "bias", None)
+    rank = x.rank - 2
+    if not isinstance(weight, TensorValue):
+        raise NotSupported("a conv whose weight is not a tensor")
+
+    def per_axis(v, default):
+        v = default if v is None else v
+        return tuple(v) * (rank if len(tuple(v)) == 1 else 1) if isinstance(v, (list, tuple)) else (v,) * rank
+
+    stride, padding = per_axis(c.arg(3, "stride", 1), 1), per_axis(c.arg(4, "padding", 0), 0)
+    dilation, groups = per_axis(c.arg(5, "dilation", 1), 1), int(c.arg(6, "groups", 1))
+    cl = lay.channels_last(x.rank)
+    b = c.tensor(bias, lay.identity(1)) if isinstance(bias, TensorValue) else "None"
+    args = f"{c.tensor(x, cl)}, {c.tensor(weight, lay.identity(weight.rank))}, {b}, {stride}, {padding}, {dilation}"
+    return c.out(f"L.conv({args}, {groups})", cl)
+
+
+conv_op = op_mapping(A.conv1d.default, A.conv2d.default, A.conv3d.default)(_conv_op)
+
+MAPPINGS = (conv, conv_transpose, conv_op)
 
 
 # classes of this family not mapped yet, each with its reason (tests/test_verdicts.py keeps every class in one list)
