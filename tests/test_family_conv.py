@@ -153,8 +153,10 @@ MORE = [
                  id="F.conv1d"),
     pytest.param(lambda: Fn(lambda s, x: F.conv2d(x, s.c.weight, None, (2, 1), (1, 2), 2, 2),
                             c=nn.Conv2d(4, 6, 3, groups=2)), (2, 4, 7, 9), id="F.conv2d-groups-stride-dilation"),
-    pytest.param(lambda: Fn(lambda s, x: F.conv3d(x, s.c.weight, s.c.bias), c=nn.Conv3d(3, 4, 2)), (2, 3, 4, 5, 6),
-                 id="F.conv3d"),
+    pytest.param(lambda: Fn(lambda s, x: F.conv3d(x, s.c.weight, s.c.bias, padding="same"), c=nn.Conv3d(3, 4, 2)),
+                 (2, 3, 4, 5, 6), id="F.conv3d-same-even"),
+    pytest.param(lambda: Fn(lambda s, x: F.conv2d(x, s.c.weight, s.c.bias, padding="valid", dilation=(1, 2)),
+                            c=nn.Conv2d(3, 4, 3)), (2, 3, 7, 9), id="F.conv2d-valid"),
     # torch's unbatched (C, *spatial) input
     pytest.param(lambda: nn.Conv1d(4, 4, 3, groups=4, padding=1, padding_mode="reflect"), (4, 9),
                  id="conv1d-unbatched-depthwise-reflect"),

@@ -91,15 +91,15 @@ def _valid_conv(x, kernel, stride, dilation, groups: int):
 
 
 def conv(x, weight, bias, stride, padding, dilation, groups: int):
-    """F.conv1d/2d/3d with torch's (O, I/g, *k) weight as a tensor (zero padding, ints per spatial axis)."""
+    """F.conv1d/2d/3d with torch's (O, I/g, *k) weight as a tensor; ``padding`` is (before, after) zeros per axis."""
     x, weight = tf.convert_to_tensor(x), tf.convert_to_tensor(weight)
     if len(stride) == 1:  # as 2-D over (N, 1, L, C)
-        y = conv(tf.expand_dims(x, 1), tf.expand_dims(weight, 2), bias, (1, stride[0]), (0, padding[0]),
+        y = conv(tf.expand_dims(x, 1), tf.expand_dims(weight, 2), bias, (1, stride[0]), ((0, 0), padding[0]),
                  (1, dilation[0]), groups)
         return tf.squeeze(y, 1)
     rank = len(stride)
     kernel = tf.transpose(weight, [*range(2, rank + 2), 1, 0])  # (*k, I/g, O)
-    x = spatial_pad(x, [(p, p) for p in padding])
+    x = spatial_pad(x, padding)
     ones = (1,) * rank
     run = ones if tuple(dilation) != ones and tuple(stride) != ones else tuple(stride)  # tfjs: not both > 1
     y = _valid_conv(x, kernel, run, dilation, groups)

@@ -92,7 +92,7 @@ def conv_transpose(m, call):
 
 
 def _conv_op(c):
-    """convNd(input, weight, bias, stride, padding, dilation, groups) with int padding, weight a traced tensor."""
+    """convNd(input, weight, bias, stride, padding, dilation, groups): padding ints or 'same'/'valid' (.padding)."""
     x, weight, bias = c.arg(0, "input"), c.arg(1, "weight"), c.arg(2, "bias", None)
     rank = x.rank - 2
     if not isinstance(weight, TensorValue):
@@ -102,15 +102,21 @@ def _conv_op(c):
         v = default if v is None else v
         return tuple(v) * (rank if len(tuple(v)) == 1 else 1) if isinstance(v, (list, tuple)) else (v,) * rank
 
-    stride, padding = per_axis(c.arg(3, "stride", 1), 1), per_axis(c.arg(4, "padding", 0), 0)
+    stride, padding = per_axis(c.arg(3, "stride", 1), 1), c.arg(4, "padding", 0)
     dilation, groups = per_axis(c.arg(5, "dilation", 1), 1), int(c.arg(6, "groups", 1))
+    if isinstance(padding, str):  # torch allows 'same' only at stride 1
+        pads = [(0, 0)] * rank if padding == "valid" else [
+            (d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(weight.shape[2:], dilation)]
+    else:
+        pads = [(p, p) for p in per_axis(padding, 0)]
     cl = lay.channels_last(x.rank)
     b = c.tensor(bias, lay.identity(1)) if isinstance(bias, TensorValue) else "None"
-    args = f"{c.tensor(x, cl)}, {c.tensor(weight, lay.identity(weight.rank))}, {b}, {stride}, {padding}, {dilation}"
+    args = f"{c.tensor(x, cl)}, {c.tensor(weight, lay.identity(weight.rank))}, {b}, {stride}, {tuple(pads)}, {dilation}"
     return c.out(f"L.conv({args}, {groups})", cl)
 
 
-conv_op = op_mapping(A.conv1d.default, A.conv2d.default, A.conv3d.default)(_conv_op)
+conv_op = op_mapping(A.conv1d.default, A.conv2d.default, A.conv3d.default,
+                     A.conv1d.padding, A.conv2d.padding, A.conv3d.padding)(_conv_op)
 
 MAPPINGS = (conv, conv_transpose, conv_op)
 
