@@ -157,6 +157,10 @@ MORE = [
                  (2, 3, 4, 5, 6), id="F.conv3d-same-even"),
     pytest.param(lambda: Fn(lambda s, x: F.conv2d(x, s.c.weight, s.c.bias, padding="valid", dilation=(1, 2)),
                             c=nn.Conv2d(3, 4, 3)), (2, 3, 7, 9), id="F.conv2d-valid"),
+    pytest.param(lambda: Fn(lambda s, x: F.conv_transpose2d(x, s.c.weight, s.c.bias, 2, 1, 1, 2),
+                            c=nn.ConvTranspose2d(4, 6, 3, groups=2)), (2, 4, 5, 6), id="F.conv_transpose2d"),
+    pytest.param(lambda: Fn(lambda s, x: F.conv_transpose1d(x, s.c.weight, None, 3), c=nn.ConvTranspose1d(3, 4, 2)),
+                 (2, 3, 9), id="F.conv_transpose1d"),
     # torch's unbatched (C, *spatial) input
     pytest.param(lambda: nn.Conv1d(4, 4, 3, groups=4, padding=1, padding_mode="reflect"), (4, 9),
                  id="conv1d-unbatched-depthwise-reflect"),

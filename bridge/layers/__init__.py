@@ -9,7 +9,7 @@ from .activation import (GELU, Identity, LeakyReLU, LogSoftmax, PReLU, ReLU, Sig
                          gelu, glu, hardshrink, hardsigmoid, hardswish, log_sigmoid, mish, prelu, silu, softmax,
                          softplus, softshrink, threshold)
 from .base import Layer, Namespace, keep_batch_reshape, parameter, record_outputs, tap
-from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, conv
+from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, conv, conv_transpose
 from .linear import Embedding, Linear, lookup, matmul
 from .norm import (BatchNorm, CrossMapLRN2d, GroupNorm, InstanceNorm, LayerNorm, LocalResponseNorm, channel_norm,
                    group_norm, layer_norm, rms_norm, RMSNorm)
@@ -20,7 +20,7 @@ from .recurrent import *  # noqa: F401,F403  (each new family lists its names in
 from .attention import *  # noqa: F401,F403
 
 __all__ = [
-    "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "conv",
+    "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "conv", "conv_transpose",
     "CrossMapLRN2d", "GroupNorm", "InstanceNorm", "LocalResponseNorm", "channel_norm", "group_norm",
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm", "Conv1d", "Conv2d", "Embedding", "Flatten", "GELU",
     "Identity", "Layer", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "matmul", "LayerNorm", "RMSNorm", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d", "Namespace",

@@ -172,17 +172,7 @@ class ConvTransposeNd(Layer):
         return y + self.bias if self.bias is not None else y
 
     def _transposed(self, x):
-        full = [(n - 1) * s + k for n, s, k in zip(x.shape[1:-1], self.stride, self.kernel_size)]
-        op = tf.nn.conv2d_transpose if self.rank == 2 else tf.nn.conv3d_transpose
-        strides = [1, *self.stride, 1]
-
-        def run(a, k):
-            shape = tf.concat([tf.shape(a)[:1], tf.constant([*full, self.out_per_group], tf.int32)], 0)
-            return op(a, k, shape, strides, "VALID")
-
-        y = _group_split(x, self.kernel, self.groups, run)
-        # torch's output is the full one without `padding` on each side, plus `output_padding` at the end
-        return pad_axes(y, {1 + i: (-p, o - p) for i, (p, o) in enumerate(zip(self.padding, self.output_padding))})
+        return _conv_transpose(x, self.kernel, self.stride, self.padding, self.output_padding, self.groups)
 
     def _as_conv(self, x):
         """Put s-1 zeros after every input position, pad k'-1-p before and k'-1-p+output_padding after
@@ -194,6 +184,34 @@ class ConvTransposeNd(Layer):
         x = pad_axes(x, pads)
         op = tf.nn.conv2d if self.rank == 2 else tf.nn.conv3d
         return _group_split(x, self.kernel, self.groups, lambda a, k: op(a, k, [1] * (self.rank + 2), "VALID"))
+
+
+def _conv_transpose(x, kernel, stride, padding, output_padding, groups: int):
+    """VALID conv_transpose with a (*k, out/groups, in) filter at the full size (in-1)*s + k, then
+    torch's crop of ``padding`` on each side and ``output_padding`` zeros at the end."""
+    kernel_size, out_per_group = kernel.shape[:-2], kernel.shape[-2]
+    full = [(n - 1) * s + k for n, s, k in zip(x.shape[1:-1], stride, kernel_size)]
+    op = tf.nn.conv2d_transpose if len(stride) == 2 else tf.nn.conv3d_transpose
+    strides = [1, *stride, 1]
+
+    def run(a, k):
+        shape = tf.concat([tf.shape(a)[:1], tf.constant([*full, out_per_group], tf.int32)], 0)
+        return op(a, k, shape, strides, "VALID")
+
+    y = _group_split(x, kernel, groups, run)
+    return pad_axes(y, {1 + i: (-p, o - p) for i, (p, o) in enumerate(zip(padding, output_padding))})
+
+
+def conv_transpose(x, weight, bias, stride, padding, output_padding, groups: int):
+    """F.conv_transpose1d/2d (dilation 1) with torch's (I, O/g, *k) weight as a tensor."""
+    x, weight = tf.convert_to_tensor(x), tf.convert_to_tensor(weight)
+    if len(stride) == 1:  # as 2-D over (N, 1, L, C)
+        y = conv_transpose(tf.expand_dims(x, 1), tf.expand_dims(weight, 2), bias, (1, stride[0]), (0, padding[0]),
+                           (0, output_padding[0]), groups)
+        return tf.squeeze(y, 1)
+    kernel = tf.transpose(weight, [*range(2, len(stride) + 2), 1, 0])  # (*k, O/g, I)
+    y = _conv_transpose(x, kernel, tuple(stride), tuple(padding), tuple(output_padding), groups)
+    return y + bias if bias is not None else y
 
 
 def _stuff_zeros(x, axis: int, s: int):

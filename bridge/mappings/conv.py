@@ -118,7 +118,26 @@ def _conv_op(c):
 conv_op = op_mapping(A.conv1d.default, A.conv2d.default, A.conv3d.default,
                      A.conv1d.padding, A.conv2d.padding, A.conv3d.padding)(_conv_op)
 
-MAPPINGS = (conv, conv_transpose, conv_op)
+@op_mapping(A.conv_transpose1d.default, A.conv_transpose2d.input)
+def conv_transpose_op(c):
+    """conv_transposeNd(input, weight, bias, stride, padding, output_padding, groups, dilation), dilation 1."""
+    x, weight, bias = c.arg(0, "input"), c.arg(1, "weight"), c.arg(2, "bias", None)
+    rank = x.rank - 2
+
+    def per_axis(v):
+        return tuple(v) * (rank if len(tuple(v)) == 1 else 1) if isinstance(v, (list, tuple)) else (v,) * rank
+
+    stride, padding = per_axis(c.arg(3, "stride", 1)), per_axis(c.arg(4, "padding", 0))
+    output_padding, groups = per_axis(c.arg(5, "output_padding", 0)), int(c.arg(6, "groups", 1))
+    if not isinstance(weight, TensorValue) or per_axis(c.arg(7, "dilation", 1)) != (1,) * rank:
+        raise NotSupported("functional conv_transpose with dilation > 1 (nn.ConvTranspose* supports it)")
+    cl = lay.channels_last(x.rank)
+    b = c.tensor(bias, lay.identity(1)) if isinstance(bias, TensorValue) else "None"
+    args = f"{c.tensor(x, cl)}, {c.tensor(weight, lay.identity(weight.rank))}, {b}, {stride}, {padding}"
+    return c.out(f"L.conv_transpose({args}, {output_padding}, {groups})", cl)
+
+
+MAPPINGS = (conv, conv_transpose, conv_op, conv_transpose_op)
 
 
 # classes of this family not mapped yet, each with its reason (tests/test_verdicts.py keeps every class in one list)
