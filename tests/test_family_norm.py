@@ -121,6 +121,8 @@ MORE = [
     pytest.param(lambda: nn.BatchNorm3d(4, affine=False, track_running_stats=False), (2, 4, 3, 5, 6),
                  id="bn3d-batch-stats-no-affine"),
     pytest.param(lambda: lazy(nn.LazyBatchNorm3d(), (2, 4, 3, 5, 6)), (2, 4, 3, 5, 6), id="lazy-bn3d"),
+    pytest.param(lambda: lazy(nn.LazyBatchNorm1d(), (4, 6)), (4, 6), id="lazy-bn1d"),
+    pytest.param(lambda: lazy(nn.LazyBatchNorm2d(), (2, 4, 5, 7)), (2, 4, 5, 7), id="lazy-bn2d"),
     pytest.param(lambda: nn.InstanceNorm1d(4), (2, 4, 9), id="in1d"),
     pytest.param(lambda: nn.InstanceNorm1d(4), (4, 9), id="in1d-unbatched"),
     pytest.param(lambda: stats(nn.InstanceNorm1d(4, affine=True)), (2, 4, 9), id="in1d-affine"),

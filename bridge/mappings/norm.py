@@ -16,7 +16,10 @@ from ..registry import LayerPlan, NotSupported, Weight, module_mapping, op_mappi
 A = torch.ops.aten
 
 
-@module_mapping(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+# The Lazy forms subclass _BatchNorm / _InstanceNorm, not their base: listed here so their verdict is this mapping
+# (after their first call they are the base class, which is what a mapping sees).
+@module_mapping(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+                nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
 def batch_norm(m, call):
     """SyncBatchNorm syncs only in distributed training: in eval it is the BatchNorm of its input's rank."""
     x = call.inputs[0]
@@ -45,7 +48,8 @@ def _stats_weights(m) -> tuple[dict, list]:
     return weights, ignored
 
 
-@module_mapping(nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+@module_mapping(nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+                nn.LazyInstanceNorm1d, nn.LazyInstanceNorm2d, nn.LazyInstanceNorm3d)
 def instance_norm(m, call):
     """Batched (N, C, *) goes channels-last; unbatched (C, *) moves C last too."""
     x = call.inputs[0]
