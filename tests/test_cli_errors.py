@@ -30,13 +30,13 @@ NET = textwrap.dedent('''
     class Bad(nn.Module):
         def __init__(self):
             super().__init__()
-            self.soft = nn.Softmin(dim=-1)  # refused: no TF mapping yet
-            self.conv3 = nn.Conv3d(1, 1, 1)
+            self.loss = nn.MSELoss(reduction="none")  # refused for good: a training loss
+            self.pool = nn.FractionalMaxPool2d(1, output_size=1)  # refused for good: random regions
             self.fc = nn.Linear(4, 4)
 
         def forward(self, x):
             y = torch.cumprod(self.fc(x), dim=1)
-            return self.soft(y) + self.conv3(x[:, None, None, None]).flatten(1)
+            return self.loss(y, y) + self.pool(x[:, None, None]).flatten(1)
 ''')
 
 
@@ -57,8 +57,8 @@ def test_unsupported_parts_are_listed_together_exit_3(netfile, tmp_path, capsys)
     out = tmp_path / "out"
     code, _, err = run(["convert", f"{netfile}:Bad", "--input", "2x4", "--out", out, "--no-tfjs"], capsys)
     assert code == 3
-    assert "soft: torch.nn.modules.activation.Softmin - no TF mapping yet" in err
-    assert "conv3: torch.nn.modules.conv.Conv3d" in err
+    assert "loss: torch.nn.modules.loss.MSELoss - a training loss" in err
+    assert "pool: torch.nn.modules.pooling.FractionalMaxPool2d - random pooling regions" in err
     assert "aten.cumprod" in err and "nets.py:" in err
     assert not out.exists()
 
