@@ -24,13 +24,7 @@ def batch_norm(m, call):
     """SyncBatchNorm syncs only in distributed training: in eval it is the BatchNorm of its input's rank."""
     x = call.inputs[0]
     want = lay.channels_last(x.rank)  # (N, C) stays, (N, C, L) -> NLC, (N, C, H, W) -> NHWC, ... NDHWC
-    weights, ignored = {}, []
-    if m.affine:
-        weights.update(gamma=Weight("weight", T.IDENTITY), beta=Weight("bias", T.IDENTITY))
-    if m.track_running_stats and m.running_mean is not None:
-        weights.update(moving_mean=Weight("running_mean", T.IDENTITY),
-                       moving_variance=Weight("running_var", T.IDENTITY))
-        ignored.append(("num_batches_tracked", "training counter, unused at inference"))
+    weights, ignored = _stats_weights(m)
     config = {"num_features": m.num_features, "eps": float(m.eps), "affine": m.affine,
               "running_stats": m.track_running_stats and m.running_mean is not None}
     return LayerPlan("BatchNorm", config, weights, (want,), want, tuple(ignored))
