@@ -1,4 +1,5 @@
-"""Linear and Embedding: parity per configuration (one table row per case)."""
+"""Linear and Embedding: parity per configuration (one table row per case), in TF and, in one batch,
+in tfjs cpu and wasm (Embedding's int64 ids cross into tfjs as int32)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from torch import nn
 
 import bridge
 from _parity import Fn, assert_port_matches, randn, seeded
+from _tfjs_batch import TfjsBatch
+
+BATCH = TfjsBatch()  # every row below is checked in TF and in tfjs (cpu, wasm): test_tfjs_linear, last
 
 CASES = [
     pytest.param(lambda: nn.Linear(7, 5), (3, 7), id="rank2"),
@@ -21,9 +25,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("factory, shape", CASES)
+@BATCH.parametrize("factory, shape", CASES)
 def test_linear(factory, shape):
-    assert_port_matches(seeded(factory), (randn(*shape),))
+    return assert_port_matches(seeded(factory), (randn(*shape),))
 
 
 EMBEDDINGS = [
@@ -34,19 +38,27 @@ EMBEDDINGS = [
 ]
 
 
-@pytest.mark.parametrize("factory, shape", EMBEDDINGS)
+@BATCH.parametrize("factory, shape", EMBEDDINGS)
 def test_embedding(factory, shape):
     module = seeded(factory)
     n = next(m for m in module.modules() if isinstance(m, nn.Embedding)).num_embeddings
     ids = torch.arange(int(torch.tensor(shape).prod())).reshape(shape) % n  # every id up to max, int64
     assert ids.dtype == torch.int64
-    assert_port_matches(module, (ids,))
+    return assert_port_matches(module, (ids,))
 
 
 # ---------------------------------------------------------------- a bare mapped module, and a module called on two layouts
+def _bare_linear():
+    return bridge.convert(seeded(lambda: nn.Linear(4, 3)), (randn(2, 4),))
+
+
+BATCH.row("test_bare_linear_as_the_model", _bare_linear)
+
+
 def test_bare_linear_as_the_model():
-    port = bridge.convert(seeded(lambda: nn.Linear(4, 3)), (randn(2, 4),))
+    port = _bare_linear()
     assert port.parity().runtime("tf").max_abs_error <= 1e-5
+    BATCH.add("test_bare_linear_as_the_model", port)
 
 
 SHARED = [
@@ -57,6 +69,11 @@ SHARED = [
 ]
 
 
-@pytest.mark.parametrize("factory, shape", SHARED)
+@BATCH.parametrize("factory, shape", SHARED)
 def test_linear_called_twice_on_different_layouts(factory, shape):
-    assert_port_matches(seeded(factory), (randn(*shape),))
+    return assert_port_matches(seeded(factory), (randn(*shape),))
+
+
+@pytest.mark.node
+def test_tfjs_linear(node_or_skip):
+    BATCH.assert_all_within()
