@@ -87,20 +87,19 @@ class Port:
         layouts = self.plan.module_layouts()
         tol = self.tolerance
         rtols = {p: t.rtol for p, t in tol.per_module.items()}
-        out_diffs: dict[str, list] = {}
+        out_sets: list[list] = []
         mod_diffs: dict[str, list] = {}
         order: list[str] = []
         for inputs in self.parity_inputs():
             ref, torch_seen = parity.torch_module_outputs(self.module, inputs, self.plan.module_paths)
             got, tf_seen = parity.tf_module_outputs(self.tf_model, inputs)
-            for (name, r), (_, g) in zip(parity.flatten_outputs(ref), parity.flatten_outputs(got)):
-                out_diffs.setdefault(name, []).append(
-                    parity.compare(name, parity.to_numpy(r), np.asarray(g), tol.output.rtol))
+            out_sets.append(parity.compare_outputs(parity.flatten_outputs(ref), parity.flatten_outputs(got),
+                                                   tol.output.rtol, "TF"))  # structure first, then numbers
             for d in parity.per_module_diffs(torch_seen, tf_seen, layouts, rtols):
                 if d.name not in mod_diffs:
                     order.append(d.name)
                 mod_diffs.setdefault(d.name, []).append(d)
-        tf_result = parity.RuntimeResult("tf", [parity.merge(n, ds) for n, ds in out_diffs.items()])
+        tf_result = parity.RuntimeResult("tf", parity.merge_sets(out_sets))
         per_module = [parity.merge(n, mod_diffs[n]) for n in order]
         return parity.ParityReport([tf_result], per_module, len(self.parity_inputs()), tol.to_dict())
 
@@ -238,8 +237,7 @@ def _follows(port: Port, dims: list) -> bool:
                          autograph=False)
         got = fn(*[tf.constant(parity.to_numpy(x).astype(s.dtype.as_numpy_dtype)) for x, s in zip(inputs, specs)])
         ref = port.torch_outputs(inputs)
-        return len(ref) == len(got) and all(
-            parity.compare(n, r, np.asarray(g), port.tolerance.output.rtol).ok for (n, r), g in zip(ref, got))
+        return all(d.ok for d in parity.compare_outputs(ref, [np.asarray(g) for g in got], port.tolerance.output.rtol))
     except Exception:  # the graph cannot be traced or run with those sizes unknown
         return False
 

@@ -6,12 +6,21 @@ Error measures, for each output (and each module output):
 * ``max_rel_error``: max_abs_error / max(|torch|), the error relative to the
   output's own scale (an elementwise ratio explodes near zero and says little).
 The default bound is ``max_abs_error <= 1e-4 * max(1, max|torch|)``.
-NaN/Inf positions must agree before numbers are compared; integer outputs must
-be equal exactly.
+
+Structure comes before any number (``compare_outputs``, the one place outputs
+of torch and a port are paired): the output count, the names where both sides
+have them, then per output the shape and the dtype. A port that drops an output,
+returns an extra one, swaps a shape or changes a dtype fails, and the Diff's
+``problem`` names what differs. Accepted dtype differences (``ACCEPTED_DTYPES``):
+torch int64 may come back as int32 and float64 as float32, because tfjs and the
+SavedModel signature have neither int64 nor float64; the Diff's ``note`` says so.
+Then NaN/Inf positions must agree before numbers are compared; integer outputs
+must be equal exactly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -58,14 +67,54 @@ class Diff:
     max_rel_error: float
     bound: float
     ok: bool
-    problem: str | None = None  # shape / NaN mask / integer mismatch
+    problem: str | None = None  # structure (see STRUCTURE_PROBLEMS) / NaN mask / integer mismatch
+    note: str | None = None  # an accepted difference, e.g. int64 returned as int32
+
+    @property
+    def structural(self) -> bool:
+        """The outputs differ in count, name, shape or dtype: no number was compared."""
+        return (self.problem or "").startswith(STRUCTURE_PROBLEMS)
+
+
+STRUCTURE_PROBLEMS = ("output count", "missing output", "extra output", "shape", "dtype")
+
+# torch dtype -> (the dtype a port may return instead, why that is accepted)
+ACCEPTED_DTYPES = {
+    "int64": ("int32", "int64 returned as int32 (tfjs and the SavedModel signature have no int64); "
+                       "values compared exactly"),
+    "float64": ("float32", "float64 returned as float32 (the port computes in float32; tfjs has no float64)"),
+}
+
+
+def dtype_check(ref: np.dtype, got: np.dtype) -> tuple[str | None, str | None]:
+    """(problem, note): a problem when ``got`` is neither torch's dtype nor its accepted stand-in."""
+    ref, got = np.dtype(ref).name, np.dtype(got).name
+    if ref == got:
+        return None, None
+    stand_in, why = ACCEPTED_DTYPES.get(ref, (None, None))
+    if got == stand_in:
+        return None, why
+    return f"dtype {got} != torch {ref}", None
+
+
+def _failed(name: str, shape, problem: str) -> Diff:
+    return Diff(name, list(shape), float("inf"), float("inf"), 0.0, False, problem)
 
 
 def compare(name: str, ref: np.ndarray, got: np.ndarray, rtol: float = DEFAULT_RTOL) -> Diff:
+    """One output: shape, then dtype, then NaN/Inf positions, then values (integers exactly)."""
     ref, got = np.asarray(ref), np.asarray(got)
     if ref.shape != got.shape:
-        return Diff(name, list(ref.shape), float("inf"), float("inf"), 0.0, False,
-                    f"shape {list(got.shape)} != torch {list(ref.shape)}")
+        return _failed(name, ref.shape, f"shape {list(got.shape)} != torch {list(ref.shape)}")
+    problem, note = dtype_check(ref.dtype, got.dtype)
+    if problem:
+        return _failed(name, ref.shape, problem)
+    d = _compare_values(name, ref, got, rtol)
+    d.note = note
+    return d
+
+
+def _compare_values(name: str, ref: np.ndarray, got: np.ndarray, rtol: float) -> Diff:
     if ref.dtype.kind in "iub":
         bad = int(np.count_nonzero(ref.astype(np.int64) != got.astype(np.int64)))
         return Diff(name, list(ref.shape), float(bad), float(bad), 0.0, bad == 0,
@@ -153,7 +202,72 @@ def merge(name: str, diffs: list[Diff]) -> Diff:
     """One Diff per name over several input sets: the worst of them."""
     worst = max(diffs, key=lambda d: (not d.ok, d.max_abs_error / max(d.bound, 1e-30)))
     return Diff(name, worst.shape, max(d.max_abs_error for d in diffs), max(d.max_rel_error for d in diffs),
-                worst.bound, all(d.ok for d in diffs), next((d.problem for d in diffs if d.problem), None))
+                worst.bound, all(d.ok for d in diffs), next((d.problem for d in diffs if d.problem), None),
+                next((d.note for d in diffs if d.note), None))
+
+
+def merge_sets(per_set: list[list[Diff]]) -> list[Diff]:
+    """Diffs of several input sets -> one Diff per name (the worst), in order of first appearance."""
+    by_name: dict[str, list[Diff]] = {}
+    for diffs in per_set:
+        for d in diffs:
+            by_name.setdefault(d.name, []).append(d)
+    return [merge(n, ds) for n, ds in by_name.items()]
+
+
+def compare_outputs(ref, got, rtol: float = DEFAULT_RTOL, side: str = "TF",
+                    value: Callable[[str, np.ndarray, np.ndarray], Diff] | None = None) -> list[Diff]:
+    """Torch's outputs against a port's: structure first, then numbers; one Diff per output.
+
+    ``ref``: [(name, array)] in torch's order (``flatten_outputs``). ``got``: the port's
+    outputs, named ({name: array} or [(name, array)]) or positional ([array]). Named
+    outputs are paired by name: a torch output the port lacks, or a port output torch
+    lacks, is a failing Diff saying so. Positional outputs must be as many as torch's,
+    else every output fails on the count. Paired outputs go through ``value`` (default
+    ``compare`` at ``rtol``), which checks shape and dtype before any number. ``side``
+    names the port in messages ("TF", "tfjs-wasm", ...).
+    """
+    value = value or (lambda n, r, g: compare(n, r, g, rtol))
+    ref = [(n, to_numpy(r)) for n, r in ref]
+    got = got if isinstance(got, Mapping) else list(got)
+    named = _named(got)
+    if named is None:
+        return _compare_positional(ref, [to_numpy(g) for g in got], side, value)
+    diffs = []
+    for name, r in ref:
+        if name in named:
+            diffs.append(value(name, r, named[name]))
+        else:
+            diffs.append(_failed(name, r.shape, f"missing output: {side} returned no {name!r} (torch {_describe(r)}); "
+                                                f"{side} returned {sorted(named)}"))
+    torch_names = {n for n, _ in ref}
+    diffs += [_failed(n, g.shape, f"extra output: {side} returned {n!r} ({_describe(g)}), which torch does not "
+                                  f"return; torch returns {[n for n, _ in ref]}")
+              for n, g in named.items() if n not in torch_names]
+    return diffs
+
+
+def _named(got) -> dict[str, np.ndarray] | None:
+    """{name: array} for named outputs (a mapping, or (name, array) pairs with unique names), else None."""
+    if isinstance(got, Mapping):
+        return {str(k): to_numpy(v) for k, v in got.items()}
+    pairs = got
+    if pairs and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
+        if len({n for n, _ in pairs}) == len(pairs):
+            return {n: to_numpy(v) for n, v in pairs}
+    return None
+
+
+def _compare_positional(ref, got: list[np.ndarray], side: str, value) -> list[Diff]:
+    if len(ref) != len(got):
+        problem = (f"output count: {side} returned {len(got)} output(s) {[_describe(g) for g in got]}, "
+                   f"torch {len(ref)} {[_describe(r) for _, r in ref]}")
+        return [_failed(n, r.shape, problem) for n, r in ref]
+    return [value(n, r, g) for (n, r), g in zip(ref, got)]
+
+
+def _describe(a: np.ndarray) -> str:
+    return f"{list(a.shape)} {a.dtype.name}"
 
 
 def make_inputs(examples: tuple, seed: int, n_random: int = 2, batch: int | None = None) -> list[tuple]:
@@ -253,7 +367,7 @@ def per_module_diffs(torch_seen, tf_seen, layouts: dict[tuple, list], rtols: dic
             got_list = tf_by_key.get(key, [])
             name = module_name(path, index, k)
             if k >= len(got_list) or k >= len(layouts[key]):
-                diffs.append(Diff(name, list(ref.shape), float("inf"), float("inf"), 0.0, False, "no TF output"))
+                diffs.append(_failed(name, ref.shape, "missing output: the port recorded no output for this call"))
                 continue
             got = lay.to_torch(np.asarray(got_list[k]), layouts[key][k])
             diffs.append(compare(name, to_numpy(ref), got, rtols.get(path, DEFAULT_RTOL)))

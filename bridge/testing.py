@@ -25,8 +25,8 @@ import tensorflow as tf
 import torch
 
 from .errors import BadInputError, ParityError
-from .parity import (DEFAULT_RTOL, Diff, ParityReport, RuntimeResult, compare, flatten_outputs, merge, to_numpy,
-                     torch_module_outputs)
+from .parity import (DEFAULT_RTOL, Diff, ParityReport, RuntimeResult, compare, compare_outputs, flatten_outputs, merge,
+                     merge_sets, to_numpy, torch_module_outputs)
 from .porting import is_keras_layer, named_tf_objects, normalize_path
 
 LAYOUTS = ("auto", "torch", "channels_last")
@@ -384,10 +384,10 @@ def _attempt(torch_module, tf_model, sets, declared, layout, pairs, options) -> 
         outputs.append(_compare_outputs(ref, got, layout, options))
         tf_seen = _record_tf(tf_model, tf_inputs, watched)
         modules.append(_compare_modules(torch_seen, tf_seen, pairs, layout, options))
-    merged = [merge(d.name, [o[i] for o in outputs]) for i, d in enumerate(outputs[0])]
+    merged = merge_sets(outputs)
     report = ParityReport(runtimes=[RuntimeResult("tf", merged)], per_module=_merge_in_order(modules),
                           n_inputs=len(sets), tolerance=_tolerance(options))
-    return _Result(report, not any((d.problem or "").startswith(("shape", "TF returned")) for d in merged))
+    return _Result(report, not any(d.structural for d in merged))
 
 
 def _tolerance(o: ParityOptions) -> dict:
@@ -423,17 +423,16 @@ def _tol(name: str, ref, got, layout: str, o: ParityOptions, rtol: float | None 
     ref = np.asarray(ref)
     d = compare(name, ref, align(ref, got, layout), o.rtol if rtol is None else rtol)
     if o.atol is not None and d.problem is None and ref.dtype.kind == "f" and d.bound < o.atol:
-        d = Diff(d.name, d.shape, d.max_abs_error, d.max_rel_error, o.atol, d.max_abs_error <= o.atol)
+        d = Diff(d.name, d.shape, d.max_abs_error, d.max_rel_error, o.atol, d.max_abs_error <= o.atol, None, d.note)
     return d
 
 
 def _compare_outputs(ref, got, layout: str, o: ParityOptions) -> list[Diff]:
-    refs = [(n, to_numpy(v)) for n, v in flatten_outputs(ref)]
-    gots = [to_numpy(v) for _, v in flatten_outputs(got)]
-    if len(refs) != len(gots):
-        return [Diff(n, list(r.shape), float("inf"), float("inf"), 0.0, False,
-                     f"TF returned {len(gots)} outputs, torch {len(refs)}") for n, r in refs]
-    return [_tol(n, r, g, layout, o) for (n, r), g in zip(refs, gots)]
+    """Structure first (count; names when both sides return dicts), then each output in torch layout."""
+    gots = flatten_outputs(got)
+    named = isinstance(ref, Mapping) and isinstance(got, Mapping)
+    return compare_outputs(flatten_outputs(ref), gots if named else [v for _, v in gots], o.rtol, "TF",
+                           value=lambda n, r, g: _tol(n, r, g, layout, o))
 
 
 def _compare_modules(torch_seen, tf_seen, pairs, layout, o) -> list[Diff]:
@@ -449,12 +448,9 @@ def _compare_modules(torch_seen, tf_seen, pairs, layout, o) -> list[Diff]:
         if k >= len(calls) or not refs:
             continue  # TF computes this part inline, not with the paired layer
         name = path if k == 0 else f"{path}#{k}"
-        gots = calls[k]
-        if len(gots) != len(refs):
-            diffs.append(Diff(name, list(refs[0].shape), float("inf"), float("inf"), 0.0, False,
-                              f"TF gave {len(gots)} outputs, torch {len(refs)}"))
-            continue
-        diffs.append(_worst([_module_diff(name, r, g, layout, o) for r, g in zip(refs, gots)]))
+        side = f"TF {pairs[path]}"
+        diffs.append(_worst(compare_outputs([(name, r) for r in refs], calls[k], side=side,
+                                            value=lambda n, r, g: _module_diff(n, r, g, layout, o))))
     return diffs
 
 

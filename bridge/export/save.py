@@ -118,12 +118,9 @@ def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
 
 
 def _check_runtime(name: str, refs, port, run) -> parity.RuntimeResult:
-    diffs: dict[str, list] = {}
-    for inputs, ref in refs:
-        got = run(savedmodel.feeds_for(port, inputs))
-        for out_name, r in ref:
-            diffs.setdefault(out_name, []).append(parity.compare(out_name, r, got[out_name], port.tolerance.output.rtol))
-    return parity.RuntimeResult(name, [parity.merge(n, d) for n, d in diffs.items()])
+    per_set = [parity.compare_outputs(ref, run(savedmodel.feeds_for(port, inputs)), port.tolerance.output.rtol, name)
+               for inputs, ref in refs]
+    return parity.RuntimeResult(name, parity.merge_sets(per_set))
 
 
 def _check_tfjs(port, refs, model_dir: Path, options: SaveOptions) -> list[parity.RuntimeResult]:
@@ -132,15 +129,12 @@ def _check_tfjs(port, refs, model_dir: Path, options: SaveOptions) -> list[parit
         if options.require_node:
             raise ExportError(f"cannot verify the tfjs model: {reason}")
         return [parity.RuntimeResult(f"tfjs-{b}", skipped=reason) for b in options.backends]
-    diffs: dict[str, dict[str, list]] = {b: {} for b in options.backends}
+    per_set: dict[str, list] = {b: [] for b in options.backends}
     for inputs, ref in refs:
         results = tfjs.run_tfjs(model_dir, savedmodel.feeds_for(port, inputs), options.backends)
         for backend, got in results.items():
-            for out_name, r in ref:
-                diffs[backend].setdefault(out_name, []).append(
-                    parity.compare(out_name, r, got[out_name], port.tolerance.output.rtol))
-    return [parity.RuntimeResult(f"tfjs-{b}", [parity.merge(n, d) for n, d in diffs[b].items()])
-            for b in options.backends]
+            per_set[backend].append(parity.compare_outputs(ref, got, port.tolerance.output.rtol, f"tfjs-{backend}"))
+    return [parity.RuntimeResult(f"tfjs-{b}", parity.merge_sets(per_set[b])) for b in options.backends]
 
 
 def _check_browser(port, refs, model_dir: Path, options: SaveOptions) -> list[parity.RuntimeResult]:
@@ -151,18 +145,17 @@ def _check_browser(port, refs, model_dir: Path, options: SaveOptions) -> list[pa
         if options.require_node:
             raise ExportError(f"cannot verify the tfjs model in a browser: {reason}")
         return [parity.RuntimeResult(n, skipped=reason) for n in names]
-    diffs: dict[str, dict[str, list]] = {n: {} for n in names}
+    per_set: dict[str, list] = {n: [] for n in names}
     for inputs, ref in refs:
         results = browser.run_browser(model_dir, savedmodel.feeds_for(port, inputs), options.browser_backends)
         for backend, got in results.items():
-            for out_name, r in ref:
-                diffs[f"browser-{backend}"].setdefault(out_name, []).append(
-                    parity.compare(out_name, r, got[out_name], port.tolerance.output.rtol))
+            name = f"browser-{backend}"
+            per_set[name].append(parity.compare_outputs(ref, got, port.tolerance.output.rtol, name))
         for backend, info in getattr(results, "info", {}).items():
             if info.get("float32_textures") is False:
                 port.notes.append(f"browser {backend}: float16 textures only, expect errors near 1e-3")
     port.notes.append(f"browser checked on {len(refs)} of {len(port.parity_inputs())} parity input sets")
-    return [parity.RuntimeResult(n, [parity.merge(o, d) for o, d in diffs[n].items()]) for n in names]
+    return [parity.RuntimeResult(n, parity.merge_sets(per_set[n])) for n in names]
 
 
 def _per_module_tfjs(port, options: SaveOptions) -> dict:
@@ -230,7 +223,9 @@ def _report_dict(port, report, tfjs_info, timings) -> dict:
 
 
 def _parity_message(report) -> str:
-    bad = [f"{r.runtime}: max abs error {r.max_abs_error:.3g}" for r in report.runtimes if r.skipped is None and not r.ok]
+    bad = [f"{r.runtime}: " + "; ".join(f"{d.name}: {d.problem}" for d in r.outputs if d.structural)
+           if any(d.structural for d in r.outputs) else f"{r.runtime}: max abs error {r.max_abs_error:.3g}"
+           for r in report.runtimes if r.skipped is None and not r.ok]
     where = f"; first diverging module: {report.first_divergence}" if report.first_divergence else ""
     return "parity failed (" + ", ".join(bad) + ")" + where + ". Nothing was written (--write-failing writes anyway)."
 
