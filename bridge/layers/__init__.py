@@ -18,6 +18,7 @@ from .pooling import *  # noqa: F401,F403  (pooling lists its names in its __all
 from .shape import Flatten, channel_shuffle, pixel_shuffle, pixel_unshuffle, resample, take, take_along, take_nd, triangle
 from .recurrent import *  # noqa: F401,F403  (each new family lists its names in __all__)
 from .attention import *  # noqa: F401,F403
+from .misc import *  # noqa: F401,F403  (bilinear, norms, im2col/col2im, embedding_bag)
 
 __all__ = [
     "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "conv", "conv_transpose",
