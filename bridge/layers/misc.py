@@ -129,26 +129,27 @@ def col2im(cols, output_size, kernel, dilation, padding, stride, channels_last: 
     """F.fold: (N, C*kh*kw, L) -> (N, C, H, W), overlapping columns summed; the inverse arrangement of im2col.
 
     With ``channels_last`` the columns come as (N, L, C*kh*kw) and the map goes out as (N, H, W, C).
-    Each kernel position's (oh, ow) block is spread by the stride, padded into place and added.
+    All blocks are spread by the stride at once; then each kernel position's block is padded into
+    place and added.
     """
     cols = tf.convert_to_tensor(cols)
     outs = [_out_size(n, k, d, p, s) for n, k, d, p, s in zip(output_size, kernel, dilation, padding, stride)]
     k = kernel[0] * kernel[1]
     channels = cols.shape[2 if channels_last else 1] // k
-    ax = (1, 2) if channels_last else (2, 3)
-    if channels_last:
-        blocks = tf.reshape(cols, [-1, outs[0], outs[1], channels, k])
-    else:
-        blocks = tf.reshape(cols, [-1, channels, k, outs[0], outs[1]])
+    if channels_last:  # (N, oh, ow, C, K); each block (N, oh, ow, C)
+        blocks, spread_axes, ax = tf.reshape(cols, [-1, outs[0], outs[1], channels, k]), (1, 2), (1, 2)
+    else:  # (N, C, K, oh, ow); each block (N, C, oh, ow)
+        blocks, spread_axes, ax = tf.reshape(cols, [-1, channels, k, outs[0], outs[1]]), (3, 4), (2, 3)
+    for a, s in zip(spread_axes, stride):
+        blocks = _spread(blocks, a, s)
+    spans = [(o - 1) * s + 1 for o, s in zip(outs, stride)]
     full = [n + 2 * p for n, p in zip(output_size, padding)]
     total = None
     for i, pos in enumerate(_offsets(kernel)):
-        block = blocks[..., i] if channels_last else blocks[:, :, i]
         pads = [[0, 0]] * 4
-        for a, q, d, o, s, n in zip(ax, pos, dilation, outs, stride, full):
-            block = _spread(block, a, s)
-            pads[a] = [q * d, n - q * d - ((o - 1) * s + 1)]
-        placed = tf.pad(block, pads)
+        for a, q, d, span, n in zip(ax, pos, dilation, spans, full):
+            pads[a] = [q * d, n - q * d - span]
+        placed = tf.pad(blocks[..., i] if channels_last else blocks[:, :, i], pads)
         total = placed if total is None else total + placed
     index = [slice(None)] * 4
     for a, p, n in zip(ax, padding, output_size):
