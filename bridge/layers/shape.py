@@ -77,6 +77,65 @@ def triangle(x, diagonal: int = 0, upper: bool = False):
     return tf.where(keep, x, tf.zeros_like(x))
 
 
+# ---------------------------------------------------------------- sorting, rolling, ranges
+def top_k(x, k, axis: int, largest: bool = True):
+    """torch.topk / sort on TF axis ``axis``: (values, int64 indices); ``k=None`` sorts the whole axis.
+
+    tf.math.top_k works on the last axis, so another axis is swapped there and back. The
+    smallest entries are the largest of ``-x``. Equal values keep their order (torch's stable sort).
+    """
+    x = tf.convert_to_tensor(x)
+    rank = x.shape.rank
+    swap = list(range(rank))
+    swap[axis], swap[-1] = swap[-1], swap[axis]
+    moved = x if axis in (-1, rank - 1) else tf.transpose(x, swap)
+    if k is None:
+        k = moved.shape[-1] if moved.shape[-1] is not None else tf.shape(moved)[-1]
+    values, index = tf.math.top_k(moved if largest else -moved, k)
+    if not largest:
+        values = -values
+    if moved is not x:
+        values, index = tf.transpose(values, swap), tf.transpose(index, swap)
+    return values, tf.cast(index, tf.int64)
+
+
+def roll(x, shifts, axes):
+    """torch.roll on TF axes: each axis is two slices joined in the other order (tfjs has no Roll op).
+
+    ``out[i] = x[(i - shift) mod n]``; an axis size TF does not know is read at run time.
+    """
+    x = tf.convert_to_tensor(x)
+    for shift, axis in zip(shifts, axes):
+        n = x.shape[axis]
+        if n is None:
+            n = tf.shape(x)[axis]
+            cut = n - tf.math.floormod(shift, n)
+        else:
+            cut = n - shift % n if n else 0
+            if cut in (0, n):
+                continue
+        x = tf.concat([_axis_slice(x, axis, cut, None), _axis_slice(x, axis, 0, cut)], axis=axis)
+    return x
+
+
+def _axis_slice(x, axis: int, start, stop):
+    index = [slice(None)] * x.shape.rank
+    index[axis] = slice(start, stop)
+    return x[tuple(index)]
+
+
+def linspace(start, end, steps: int, dtype=tf.float32):
+    """torch.linspace by torch's formula: the first half counts up from ``start``, the rest down from ``end``."""
+    steps = int(steps)
+    if steps <= 1:
+        return tf.constant([start][:steps], dtype)
+    step = (tf.constant(end, tf.float32) - tf.constant(start, tf.float32)) / float(steps - 1)
+    i = tf.range(steps, dtype=tf.float32)
+    up = tf.constant(start, tf.float32) + step * i
+    down = tf.constant(end, tf.float32) - step * (float(steps - 1) - i)
+    return tf.cast(tf.where(i < steps // 2, up, down), dtype)
+
+
 # ---------------------------------------------------------------- pixel/channel shuffles (reshape + transpose)
 def _lead(x, trailing: int):
     """The run-time sizes of every axis but the last ``trailing`` ones (the batch may be dynamic)."""

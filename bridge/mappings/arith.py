@@ -34,6 +34,19 @@ def tf_dtype(dtype: torch.dtype) -> str:
     return f"tf.{str(dtype).replace('torch.', '')}"
 
 
+def cast_expr(text: str, src: torch.dtype, dst: torch.dtype) -> str:
+    """``text`` (a tensor of torch dtype ``src``) as ``dst``; to bool it is ``!= 0``, as torch means it.
+
+    tfjs wasm's Cast copies the numbers into a byte array, so a plain cast would turn 0.5
+    into False (and -1 into 255) there.
+    """
+    if src == dst:
+        return text
+    if dst == torch.bool:
+        return f"tf.not_equal({text}, 0)"
+    return f"tf.cast({text}, {tf_dtype(dst)})"
+
+
 def compute_dtype(values) -> torch.dtype:
     """The dtype torch compares in: tensor dtypes promoted, and a Python float lifts integers."""
     dtypes = [v.dtype for v in values if isinstance(v, TensorValue)]
@@ -53,7 +66,7 @@ def operand(c, v, want: lay.Layout, main: TensorValue, dtype: torch.dtype | None
     if not isinstance(v, TensorValue):
         return scalar(v, dtype if typed else None)
     text = c.tensor(v, want) if v is main else broadcast_operand(c, v, want)
-    return text if dtype is None or v.dtype == dtype else f"tf.cast({text}, {tf_dtype(dtype)})"
+    return text if dtype is None else cast_expr(text, v.dtype, dtype)
 
 
 def elementwise(c, values, dtype: torch.dtype | None = None, typed: bool = False,
@@ -169,7 +182,7 @@ xor = op_mapping(A.__xor__.Tensor, A.bitwise_xor.Tensor, A.logical_xor.default)(
 def not_(c):
     x = c.arg(0, "self")
     if c.node.target == A.logical_not.default or x.dtype == torch.bool:
-        text = c.tensor(x, x.layout) if x.dtype == torch.bool else f"tf.cast({c.tensor(x, x.layout)}, tf.bool)"
+        text = cast_expr(c.tensor(x, x.layout), x.dtype, torch.bool)
         return c.out(f"tf.logical_not({text})", x.layout)
     return c.out(f"tf.bitwise.invert({c.tensor(x, x.layout)})", x.layout)
 
@@ -190,8 +203,7 @@ def masked_fill(c):
 
 def _select(c, cond, a, b):
     (cond_text, a_text, b_text), want = elementwise(c, (cond, a, b), typed=True, as_is=(0,))
-    if cond.dtype != torch.bool:
-        cond_text = f"tf.cast({cond_text}, tf.bool)"
+    cond_text = cast_expr(cond_text, cond.dtype, torch.bool)
     return c.out(f"tf.where({cond_text}, {a_text}, {b_text})", want)
 
 
@@ -326,7 +338,122 @@ def _reduce(fn: str):
 
 mean = op_mapping(A.mean.dim, A.mean.default)(_reduce("tf.reduce_mean"))
 sum_ = op_mapping(A.sum.dim_IntList, A.sum.default)(_reduce("tf.reduce_sum"))
-amax = op_mapping(A.amax.default)(_reduce("tf.reduce_max"))
+amax = op_mapping(A.amax.default, A.max.default)(_reduce("tf.reduce_max"))
+amin = op_mapping(A.amin.default, A.min.default)(_reduce("tf.reduce_min"))
+
+
+def _outputs(c, exprs: list[str], layout: lay.Layout) -> list[TensorValue]:
+    """One variable per torch output (values, indices), all in ``layout``."""
+    return [TensorValue(c.em.assign(f"{c.node.name}_{i}", e), layout, m.shape, m.dtype)
+            for i, (e, m) in enumerate(zip(exprs, c.out_meta))]
+
+
+def _searchable(c, x: TensorValue, want: lay.Layout) -> str:
+    """x in ``want`` for argmax/top_k, which take no bools in TF: a mask is searched as int32."""
+    text = c.tensor(x, want)
+    return f"tf.cast({text}, tf.int32)" if x.dtype == torch.bool else text
+
+
+def _extreme(largest: bool):
+    def emit(c):
+        """max.dim / min.dim (self, dim, keepdim): values and int64 indices along the dim's TF axis."""
+        x = c.arg(0, "self")
+        dim, keepdim = c.arg(1, "dim") % max(x.rank, 1), c.arg(2, "keepdim", False)
+        want = keep_layout(x)
+        text, axis = _searchable(c, x, want), want.tf_axis(dim) if x.rank else 0
+        reduce, arg = ("tf.reduce_max", "tf.argmax") if largest else ("tf.reduce_min", "tf.argmin")
+        index = f"{arg}({text}, axis={axis}, output_type=tf.int64)"
+        if keepdim:
+            index = f"tf.expand_dims({index}, {axis})"
+        values = f"{reduce}({c.tensor(x, want)}, axis={axis}, keepdims={bool(keepdim)})"
+        return _outputs(c, [values, index], want if keepdim else drop_dims(want, [dim]))
+
+    return emit
+
+
+max_dim = op_mapping(A.max.dim)(_extreme(largest=True))
+min_dim = op_mapping(A.min.dim)(_extreme(largest=False))
+
+
+def _arg_extreme(fn: str):
+    def emit(c):
+        """argmax/argmin(self, dim=None, keepdim=False): int64; without dim, over torch's flattened order."""
+        x = c.arg(0, "self")
+        dim, keepdim = c.arg(1, "dim", None), c.arg(2, "keepdim", False)
+        if dim is None:
+            flat = f"tf.reshape({_searchable(c, x, lay.identity(x.rank))}, [-1])"
+            expr = f"{fn}({flat}, axis=0, output_type=tf.int64)"
+            if keepdim:
+                expr = f"tf.reshape({expr}, {[1] * x.rank})"
+            return c.out(expr, lay.identity(len(c.out_shape)))
+        dim = dim % max(x.rank, 1)
+        want = keep_layout(x)
+        axis = want.tf_axis(dim)
+        expr = f"{fn}({_searchable(c, x, want)}, axis={axis}, output_type=tf.int64)"
+        if keepdim:
+            return c.out(f"tf.expand_dims({expr}, {axis})", want)
+        return c.out(expr, drop_dims(want, [dim]))
+
+    return emit
+
+
+argmax = op_mapping(A.argmax.default)(_arg_extreme("tf.argmax"))
+argmin = op_mapping(A.argmin.default)(_arg_extreme("tf.argmin"))
+
+
+@op_mapping(A.topk.default)
+def topk(c):
+    """topk(self, k, dim=-1, largest=True, sorted=True): tf.math.top_k on the dim's TF axis (moved last if needed).
+
+    torch leaves the order of sorted=False results unspecified; they come sorted here.
+    """
+    x = c.arg(0, "self")
+    k, dim = c.arg(1, "k"), c.arg(2, "dim", -1) % max(x.rank, 1)
+    largest = c.arg(3, "largest", True)
+    want = keep_layout(x)
+    names = [c.em.fresh(f"{c.node.name}_{i}") for i in range(2)]
+    c.em.lines.append(f"{names[0]}, {names[1]} = L.shape.top_k({_searchable(c, x, want)}, {c.render(k)}, "
+                      f"axis={want.tf_axis(dim)}, largest={bool(largest)})")
+    return _cast_values(c, names, x, want)
+
+
+def _cast_values(c, names: list[str], x: TensorValue, want: lay.Layout) -> list[TensorValue]:
+    """(values, indices) as TensorValues; a bool input searched as int32 gets its values back as bools."""
+    if x.dtype == torch.bool:
+        c.em.lines.append(f"{names[0]} = {cast_expr(names[0], torch.int32, torch.bool)}")
+    return [TensorValue(n, want, m.shape, m.dtype) for n, m in zip(names, c.out_meta)]
+
+
+def _sort_args(c) -> tuple[TensorValue, int, bool]:
+    """(x, dim, descending) of sort/argsort, default or .stable (stable is a keyword there)."""
+    x = c.arg(0, "self")
+    stable_form = c.node.target in (A.sort.stable, A.argsort.stable)
+    dim = c.node.kwargs.get("dim", -1) if stable_form else c.arg(1, "dim", -1)
+    descending = c.node.kwargs.get("descending", False) if stable_form else c.arg(2, "descending", False)
+    return x, dim % max(x.rank, 1), bool(descending)
+
+
+@op_mapping(A.sort.default, A.sort.stable)
+def sort(c):
+    """sort(self, dim=-1, descending=False): a top_k over the whole dim (ties keep their order, as stable=True).
+
+    tfjs has no Sort op; TopKV2 runs on every backend.
+    """
+    x, dim, descending = _sort_args(c)
+    want = keep_layout(x)
+    names = [c.em.fresh(f"{c.node.name}_{i}") for i in range(2)]
+    c.em.lines.append(f"{names[0]}, {names[1]} = L.shape.top_k({_searchable(c, x, want)}, None, "
+                      f"axis={want.tf_axis(dim)}, largest={descending})")
+    return _cast_values(c, names, x, want)
+
+
+@op_mapping(A.argsort.default, A.argsort.stable)
+def argsort(c):
+    """argsort(self, dim=-1, descending=False): the indices of ``sort``."""
+    x, dim, descending = _sort_args(c)
+    want = keep_layout(x)
+    expr = f"L.shape.top_k({_searchable(c, x, want)}, None, axis={want.tf_axis(dim)}, largest={descending})[1]"
+    return c.out(expr, want)
 
 
 @op_mapping(A.cumsum.default)
@@ -338,6 +465,60 @@ def cumsum(c):
     if x.dtype != c.out_meta.dtype:
         text = f"tf.cast({text}, {tf_dtype(c.out_meta.dtype)})"
     return c.out(f"tf.cumsum({text}, axis={want.tf_axis(dim % x.rank)})", want)
+
+
+@op_mapping(A.linspace.default)
+def linspace(c):
+    """torch.linspace(start, end, steps) made in forward(), by torch's own two-sided formula (L.linspace)."""
+    start, end, steps = (c.arg(i, n) for i, n in enumerate(("start", "end", "steps")))
+    if any(isinstance(v, TensorValue) for v in (start, end, steps)):
+        raise NotSupported("linspace with tensor bounds")
+    bounds = ", ".join(c.render(v) for v in (start, end, steps))
+    return c.out(f"L.shape.linspace({bounds}, {tf_dtype(c.out_meta.dtype)})", lay.identity(1))
+
+
+def _is_literal(v) -> bool:
+    return not isinstance(v, PyValue) or v.expr.lstrip("-").replace(".", "", 1).isdigit()
+
+
+def _py_operand(c, v, as_float: bool) -> str:
+    """A number or size in Python-level arithmetic; a run-time size (an int32 tensor) cast when floats are needed."""
+    text = c.render(v)
+    return f"tf.cast({text}, tf.float32)" if as_float and not _is_literal(v) else text
+
+
+def _python(symbol: str):
+    """Arithmetic and comparisons on sizes (``x.shape[-1] ** -0.5``): a Python expression, dynamic sizes included."""
+
+    def emit(c):
+        a, b = c.arg(0), c.arg(1)
+        if isinstance(a, TensorValue) or isinstance(b, TensorValue):
+            raise NotSupported(f"Python operator {symbol} on a tensor")
+        as_float = isinstance(c.em.results[c.node], (float, torch.SymFloat)) or symbol == "**"
+        return PyValue(f"({_py_operand(c, a, as_float)} {symbol} {_py_operand(c, b, as_float)})",
+                       c.em.results[c.node])
+
+    return emit
+
+
+_PY_COMPARE = {operator.ge: ">=", operator.gt: ">", operator.le: "<=", operator.lt: "<", operator.eq: "==",
+               operator.ne: "!="}
+py_pow = op_mapping(operator.pow)(_python("**"))
+py_mod = op_mapping(operator.mod)(_python("%"))
+
+
+@op_mapping(*_PY_COMPARE)
+def py_compare(c):
+    """A comparison of sizes (export records them for its own checks): a Python/TF boolean."""
+    return _python(_PY_COMPARE[c.node.target])(c)
+
+
+@op_mapping(torch.sym_float)
+def sym_float(c):
+    """float(size): a literal stays Python, a run-time size becomes a float32 scalar."""
+    v = c.arg(0)
+    text = f"float({c.render(v)})" if _is_literal(v) else f"tf.cast({c.render(v)}, tf.float32)"
+    return PyValue(text, c.em.results[c.node])
 
 
 @op_mapping(A.tril.default, A.triu.default)
@@ -352,4 +533,5 @@ def triangle(c):
 
 MAPPINGS = (add, sub, rsub, mul, div, floordiv, eq, ne, lt, le, gt, ge, maximum, minimum, and_, or_, xor, not_,
             where, masked_fill, clamp, neg, exp, log, sqrt, rsqrt, abs_, reciprocal, cos, sin, erf, square, pow_, matmul,
-            addmm, linear, mean, sum_, amax, cumsum, triangle)
+            addmm, linear, mean, sum_, amax, amin, max_dim, min_dim, argmax, argmin, topk, sort, argsort, cumsum,
+            linspace, py_pow, py_mod, py_compare, sym_float, triangle)

@@ -355,10 +355,21 @@ def index(c):
     if len(used) == 1:
         idx = c.tensor(indices[used[0]], lay.identity(indices[used[0]].rank))
         return c.out(f"L.take({var}, {idx}, axis={used[0]})", out)
-    if used != list(range(len(used))):
-        raise NotSupported("several index tensors that do not start at dim 0")
     parts = ", ".join(c.tensor(indices[i], lay.identity(indices[i].rank)) for i in used)
-    return c.out(f"L.take_nd({var}, [{parts}])", out)
+    if used == list(range(len(used))):
+        return c.out(f"L.take_nd({var}, [{parts}])", out)
+    return _take_nd_moved(c, x, used, parts)
+
+
+def _take_nd_moved(c, x: TensorValue, used: list[int], parts: str) -> TensorValue:
+    """Index tensors on non-leading dims: x is read with those dims first, and the result's layout says
+    where torch puts the broadcast index dims (in place if the indexed dims are adjacent, else in front)."""
+    others = [d for d in range(x.rank) if d not in used]
+    var = c.tensor(x, lay.Perm((*used, *others)))
+    n_index = len(c.out_shape) - len(others)
+    at = used[0] if used == list(range(used[0], used[0] + len(used))) else 0
+    perm = (*range(at, at + n_index), *range(at), *range(at + n_index, len(c.out_shape)))
+    return c.out(f"L.take_nd({var}, [{parts}])", lay.Perm(perm))
 
 
 @op_mapping(A.index_select.default)
@@ -498,9 +509,114 @@ def upsample(c):
     return c.out(f"L.resample({c.tensor(x, src)}, {axes}, {mode!r}, align_corners={align})", src)
 
 
+@op_mapping(A.flip.default)
+def flip(c):
+    """x.flip(dims): tf.reverse on the dims' TF axes, layout kept (torch forbids negative slice steps)."""
+    x = c.arg(0, "self")
+    src = keep_layout(x)
+    axes = sorted({src.tf_axis(d % x.rank) for d in c.arg(1, "dims")})
+    if not axes:
+        return c.alias(x, x.layout)
+    return c.out(f"tf.reverse({c.tensor(x, src)}, {axes})", src)
+
+
+def _torch_order_flat(c, x: TensorValue) -> tuple[str, list]:
+    """(x flattened in torch's element order, x's torch sizes for reshaping back)."""
+    ident = lay.identity(x.rank)
+    var = c.tensor(x, ident)
+    return f"tf.reshape({var}, [-1])", torch_sizes(c, 0, var, ident) or list(x.shape)
+
+
+@op_mapping(A.roll.default)
+def roll(c):
+    """torch.roll(x, shifts, dims): slices + concat per dim on its TF axis (tfjs has no Roll op).
+
+    Without dims torch rolls the flattened tensor: flattened in torch's order, rolled, shaped back.
+    """
+    x = c.arg(0, "self")
+    shifts, dims = list(c.arg(1, "shifts")), list(c.arg(2, "dims", []))
+    if not dims:
+        flat, sizes = _torch_order_flat(c, x)
+        rolled = f"L.shape.roll({flat}, [{c.render(shifts[0])}], [0])"
+        return c.out(f"tf.reshape({rolled}, {_shape_source(sizes)})", lay.identity(x.rank))
+    src = keep_layout(x)
+    axes = [src.tf_axis(d % x.rank) for d in dims]
+    return c.out(f"L.shape.roll({c.tensor(x, src)}, {c.render(shifts)}, {axes})", src)
+
+
+def _tiled(c, x: TensorValue, reps: list) -> TensorValue:
+    """x.repeat(*reps) (len(reps) >= rank): new leading dims lead in TF too, then one tf.tile in x's layout."""
+    k = len(reps) - x.rank
+    src = keep_layout(x)
+    var = c.tensor(x, src)
+    for _ in range(k):
+        var = f"tf.expand_dims({var}, 0)"
+    out = lay.Perm((*range(k), *(p + k for p in src.perm)))
+    return c.out(f"tf.tile({var}, {_shape_source([c.render(reps[q]) for q in out.perm])})", out)
+
+
+@op_mapping(A.repeat.default)
+def repeat(c):
+    x, reps = c.arg(0, "self"), list(c.arg(1, "repeats"))
+    if len(reps) < x.rank:
+        raise NotSupported("repeat with fewer sizes than dims")
+    return _tiled(c, x, reps)
+
+
+@op_mapping(A.tile.default)
+def tile(c):
+    """torch.tile(x, dims): like repeat, with missing leading dims counted as 1."""
+    x, reps = c.arg(0, "self"), list(c.arg(1, "dims"))
+    return _tiled(c, x, [1] * (x.rank - len(reps)) + reps)
+
+
+@op_mapping(A.repeat_interleave.self_int)
+def repeat_interleave(c):
+    """x.repeat_interleave(r, dim): a gather of range(n * r) // r on the dim's TF axis (layout kept).
+
+    Without dim torch repeats the flattened tensor (in torch's element order).
+    """
+    x, repeats, dim = c.arg(0, "self"), c.arg(1, "repeats"), c.arg(2, "dim", None)
+    r = c.render(repeats)
+    if dim is None:
+        flat, _ = _torch_order_flat(c, x)
+        return c.out(f"tf.gather({flat}, tf.range(tf.size({flat}) * {r}) // {r})", lay.identity(1))
+    src = keep_layout(x)
+    var = c.tensor(x, src)
+    axis = src.tf_axis(dim % x.rank)
+    n = x.shape[dim % x.rank]
+    size = n if isinstance(n, int) else f"tf.shape({var})[{axis}]"
+    return c.out(f"tf.gather({var}, tf.range({size} * {r}) // {r}, axis={axis})", src)
+
+
+@op_mapping(A.repeat_interleave.self_Tensor, A.repeat_interleave.Tensor)
+def repeat_interleave_tensor(c):
+    raise NotSupported("repeat_interleave with a tensor of repeats: the output size depends on the tensor's values "
+                       "(give the repeats as a Python int, or index with a constant list)")
+
+
+@op_mapping(A.narrow.default)
+def narrow(c):
+    """x.narrow(dim, start, length) = x[..., start:start + length] on the dim's TF axis (layout kept)."""
+    x = c.arg(0, "self")
+    dim, start, length = c.arg(1, "dim") % x.rank, c.arg(2, "start"), c.arg(3, "length")
+    if isinstance(start, TensorValue):
+        raise NotSupported("narrow with a tensor start")
+    if isinstance(start, int) and start < 0:
+        if not isinstance(x.shape[dim], int):
+            raise NotSupported("narrow with a negative start on a dynamic dim")
+        start += x.shape[dim]
+    src = keep_layout(x)
+    stop = start + length if isinstance(start, int) and isinstance(length, int) else \
+        f"{c.render(start)} + {c.render(length)}"
+    item = f"{c.render(start)}:{stop if isinstance(stop, str) else stop}"
+    return c.out(f"{c.tensor(x, src)}[{_index_at(src.tf_axis(dim), item)}]", src)
+
+
 MAPPINGS = (flatten, flatten_op, reshape, permute, transpose, t, squeeze, unsqueeze, cat, stack, slice_op, select,
             sym_size, getitem, pad, expand, index, index_select, gather, split, unbind,
-            expand_as, unflatten, pixel_shuffle, channel_shuffle, upsample)
+            expand_as, unflatten, pixel_shuffle, channel_shuffle, upsample, flip, roll, repeat, tile,
+            repeat_interleave, repeat_interleave_tensor, narrow)
 
 
 DECOMPOSE = {
