@@ -1,7 +1,19 @@
 """Tolerances as data: precedence, declared mapping tolerances with reasons,
-pyproject overrides, and the comparison rules (NaN/Inf masks first, integers exact)."""
+pyproject overrides, and the comparison rules (NaN/Inf masks first, integers exact).
+
+Overrides are tested by the verdict they flip, through each public route (the
+Python API, the CLI's --tolerance / --rtol, [tool.bridge.tolerance] in
+pyproject.toml), for ``bridge convert`` and ``bridge check``: a case that fails
+at the default bound passes with a looser override, and a case that passes fails
+with a tighter one. (A bridge.json manifest has no tolerance key today.)
+"""
 
 from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -15,6 +27,8 @@ from bridge.cli import main
 from bridge.errors import BadInputError
 from bridge.registry import default_registry
 from bridge.tolerances import DEFAULT, Tolerance, ToleranceConfig, from_pyproject, resolve
+
+from conftest import ROOT
 
 
 def test_precedence_path_then_type_then_mapping_then_default():
@@ -84,3 +98,169 @@ def test_integer_outputs_must_be_exact():
     bad = parity.compare("ids", np.array([1, 2, 3]), np.array([1, 2, 4], np.int32))
     assert ok.ok and ok.max_abs_error == 0
     assert not bad.ok and bad.problem == "1 integer values differ"
+
+
+# ------------------------------------------------------------------ overrides flip verdicts
+
+CANCEL = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+
+    class Cancel(nn.Module):
+        """scale * (tanh(x) - tanh written with exp): zero in exact arithmetic. torch's and TF's float32
+        tanh and exp differ by an ulp here and there (about 1.2e-7), and ``scale`` makes that difference
+        the output: 1e4 puts the TF error (about 1.2e-3) above the default bound 1e-4 * max(1, max|torch|),
+        1 leaves it (about 1.2e-7) below it."""
+
+        def __init__(self, scale: float = 1e4):
+            super().__init__()
+            self.scale = scale
+            self.act = nn.Tanh()
+
+        def forward(self, x):
+            e = torch.exp(2 * x)
+            return self.scale * (self.act(x) - (e - 1) / (e + 1))
+''')
+
+DRIFT = textwrap.dedent('''
+    import tensorflow as tf
+
+    from port_tf import TwoLayerTF
+
+
+    class DriftedTF(TwoLayerTF):
+        """The two_layer port plus drift * max(1, max|y|): its error is exactly ``drift`` of the bound's scale."""
+
+        def __init__(self, drift: float = 3e-4, **kwargs):
+            super().__init__(**kwargs)
+            self.drift = drift
+
+        def call(self, x):
+            y = super().call(x)
+            return y + self.drift * tf.maximum(1.0, tf.reduce_max(tf.abs(y)))
+''')
+
+TWO = ROOT / "models" / "two_layer"
+LOOSE, TIGHT = 1e-2, 1e-8  # for Cancel: above its 1.2e-3 error at scale 1e4, below its 1.2e-7 at scale 1
+
+
+@pytest.fixture(scope="module")
+def cancel_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cancel") / "cancel.py"
+    path.write_text(CANCEL)
+    spec = importlib.util.spec_from_file_location("cancel_tolerance", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return path, module.Cancel
+
+
+def _x():
+    return torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
+
+
+def _convert(cancel, scale, pairs=None, **config):
+    tolerance = ToleranceConfig.parse(pairs) if pairs is not None else ToleranceConfig(**config)
+    return bridge.convert(cancel(scale), (_x(),), options=Options(tolerance=tolerance)).parity().runtime("tf")
+
+
+@pytest.mark.parametrize("pairs", [["default=1e-2"], ["Tanh=1e-2"], ["act=1e-2"]], ids=["default", "type", "path"])
+def test_python_api_looser_override_turns_a_failure_into_a_pass(cancel_file, pairs):
+    _, cancel = cancel_file
+    failing = _convert(cancel, 1e4)
+    assert not failing.ok and failing.outputs[0].max_abs_error > failing.outputs[0].bound == pytest.approx(1e-4)
+    passing = _convert(cancel, 1e4, pairs)
+    assert passing.ok and passing.outputs[0].bound == pytest.approx(LOOSE)
+    assert passing.outputs[0].max_abs_error == failing.outputs[0].max_abs_error  # same numbers, another verdict
+
+
+def test_python_api_tighter_default_turns_a_pass_into_a_failure(cancel_file):
+    _, cancel = cancel_file
+    passing = _convert(cancel, 1.0)
+    assert passing.ok and 0 < passing.outputs[0].max_abs_error <= 1e-5
+    failing = _convert(cancel, 1.0, default=TIGHT)
+    assert not failing.ok and failing.outputs[0].bound == pytest.approx(TIGHT)
+
+
+def _cli_convert(cancel_path, scale, tmp_path, *extra):
+    out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+    return main(["convert", f"{cancel_path}:Cancel", "--kwargs", json.dumps({"scale": scale}), "--input", "4x16",
+                 "--no-tfjs", "--browser", "", "--out", str(out), *extra])
+
+
+def test_cli_convert_tolerance_flag_flips_the_verdict_both_ways(cancel_file, tmp_path, capsys):
+    path, _ = cancel_file
+    assert _cli_convert(path, 1e4, tmp_path) == 4
+    assert _cli_convert(path, 1e4, tmp_path, "--tolerance", "Tanh=1e-2") == 0
+    assert _cli_convert(path, 1.0, tmp_path) == 0
+    assert _cli_convert(path, 1.0, tmp_path, "--tolerance", f"default={TIGHT}") == 4
+    assert "parity failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("table,scale,code", [("act = 1e-2", 1e4, 0), (f"default = {TIGHT}", 1.0, 4)],
+                         ids=["looser-path", "tighter-default"])
+def test_pyproject_table_flips_the_convert_verdict(cancel_file, tmp_path, monkeypatch, table, scale, code):
+    path, _ = cancel_file
+    assert _cli_convert(path, scale, tmp_path) == 4 - code  # the verdict without the table
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(f"[tool.bridge.tolerance]\n{table}\n")
+    monkeypatch.chdir(project)
+    assert _cli_convert(path, scale, tmp_path) == code
+
+
+@pytest.fixture(scope="module")
+def drift_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("drift")
+    (folder / "drifted_tf.py").write_text(DRIFT)
+    return folder / "drifted_tf.py"
+
+
+def _check(drift_file, drift, *extra):
+    sys.path.insert(0, str(TWO))  # drifted_tf imports the two_layer port
+    try:
+        return main(["check", f"{TWO}/model.py:TwoLayer", f"{drift_file}:DriftedTF", "--weights",
+                     f"{TWO}/two_layer.pt", "--tf-kwargs", json.dumps({"drift": drift}), "--input", "4x3", *extra])
+    finally:
+        sys.path.remove(str(TWO))
+
+
+@pytest.mark.parametrize("flag", [["--rtol", "1e-3"], ["--tolerance", "default=1e-3"], ["--tolerance", "Linear=1e-3"],
+                                  ["--tolerance", "out=1e-3"]], ids=["rtol", "default", "type", "path"])
+def test_bridge_check_looser_override_turns_a_failure_into_a_pass(drift_file, flag):
+    assert _check(drift_file, 3e-4) == 4
+    assert _check(drift_file, 3e-4, *flag) == 0
+
+
+def test_bridge_check_tighter_override_turns_a_pass_into_a_failure(drift_file, tmp_path, monkeypatch):
+    assert _check(drift_file, 3e-6) == 0
+    assert _check(drift_file, 3e-6, "--rtol", "1e-6") == 4
+    assert _check(drift_file, 3e-6, "--tolerance", "default=1e-6") == 4
+    (tmp_path / "pyproject.toml").write_text("[tool.bridge.tolerance]\ndefault = 1e-6\n")
+    monkeypatch.chdir(tmp_path)
+    assert _check(drift_file, 3e-6) == 4
+
+
+def test_assert_parity_rtol_flips_the_verdict_both_ways(drift_file):
+    from bridge.porting import load_torch_weights
+    from bridge.target import load_class
+    from bridge.testing import assert_parity
+
+    sys.path.insert(0, str(TWO))
+    try:
+        spec = importlib.util.spec_from_file_location("drifted_tf_tolerance", drift_file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(TWO))
+    torch_model = load_class(f"{TWO}/model.py:TwoLayer")()
+    inputs = (torch.randn(4, 3, generator=torch.Generator().manual_seed(0)),)
+    for drift, loose_ok, default_ok, tight_ok in ((3e-4, True, False, False), (3e-6, True, True, False)):
+        port = module.DriftedTF(drift)
+        load_torch_weights(port, torch_model.state_dict())
+        for rtol, ok in ((1e-3, loose_ok), (None, default_ok), (1e-6, tight_ok)):
+            if ok:
+                assert assert_parity(torch_model, port, inputs, rtol=rtol).ok
+            else:
+                with pytest.raises(AssertionError, match="FAIL"):
+                    assert_parity(torch_model, port, inputs, rtol=rtol)
