@@ -1,5 +1,10 @@
 """Activations and softmax: modules, functional forms, torch.* and Tensor methods, on 2D
-inputs and on channels-last conv feature maps (where dim=1 is the last TF axis)."""
+inputs and on channels-last conv feature maps (where dim=1 is the last TF axis).
+
+Every row is checked in TF on its own and in tfjs cpu and wasm. The elementwise tables
+(MODULES, FUNCTIONS, DTYPES, HF_ACTIVATIONS in each context) go to tfjs as one model per
+table (``Bundle``: each row's module on the shared input, output i = row i), which costs
+one conversion instead of one per row; ROWS are checked one model per row."""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from _parity import Fn, assert_port_matches, randn, seeded
+from _tfjs_batch import TfjsBatch
+
+BATCH = TfjsBatch()  # every table below is checked in tfjs (cpu, wasm) too: test_tfjs_activations, last
 
 MODULES = [
     pytest.param(lambda: nn.ReLU(), id="ReLU"),
@@ -90,10 +98,14 @@ def test_module_on_conv_map(factory):
     assert_port_matches(seeded(lambda: _on_conv_map(factory())), (randn(2, 3, 7, 9),))
 
 
+def _module_after_flatten(act):
+    return Fn(lambda s, x: s.fc(s.act(s.conv(x).flatten(1))), conv=nn.Conv2d(3, 4, 3), act=act,
+              fc=nn.Linear(4 * 5 * 7, 3))
+
+
 @pytest.mark.parametrize("factory", MODULES)
 def test_module_after_flatten(factory):
-    assert_port_matches(seeded(lambda: Fn(lambda s, x: s.fc(s.act(s.conv(x).flatten(1))), conv=nn.Conv2d(3, 4, 3),
-                                          act=factory(), fc=nn.Linear(4 * 5 * 7, 3))), (randn(2, 3, 7, 9),))
+    assert_port_matches(seeded(lambda: _module_after_flatten(factory())), (randn(2, 3, 7, 9),))
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS + DTYPES)
@@ -131,10 +143,6 @@ def test_transformers_activation(name):
 
 
 # ---- the other activation modules (issue 7): each class and option once, checked in TF and in tfjs
-from _tfjs_batch import TfjsBatch  # noqa: E402
-
-BATCH = TfjsBatch()
-
 
 def _after_linear(act, width: int = 5, gain: float = 1.0):
     """Linear(6, width), times ``gain`` (to reach a clamp or a threshold), then ``act``."""
@@ -216,6 +224,51 @@ def test_rrelu_training_is_refused():
         bridge.convert(Fn(lambda s, x: F.rrelu(x, training=True)), (randn(3, 6),))
 
 
+# ---- the elementwise tables in tfjs: one Bundle per table and context
+class Bundle(nn.Module):
+    """Each row's module applied to the one input; output i is row i (a whole table in one tfjs conversion)."""
+
+    def __init__(self, rows: list[nn.Module]):
+        super().__init__()
+        self.rows = nn.ModuleList(rows)
+
+    def forward(self, x):
+        return tuple(m(x) for m in self.rows)
+
+
+def _first(params) -> list:
+    return [p.values[0] for p in params]
+
+
+BUNDLES = {  # tfjs row id -> (one module per table row, input shape)
+    "modules-2d": (lambda: [nn.Sequential(nn.Linear(6, 5), f()) for f in _first(MODULES)], (3, 6)),
+    "modules-on-conv-map": (lambda: [_on_conv_map(f()) for f in _first(MODULES)], (2, 3, 7, 9)),
+    "modules-after-flatten": (lambda: [_module_after_flatten(f()) for f in _first(MODULES)],
+                              (2, 3, 7, 9)),
+    "functions-2d": (lambda: [Fn(lambda s, x, fn=fn: fn(x)) for fn in _first(FUNCTIONS + DTYPES)], (3, 6)),
+    "functions-on-conv-map": (lambda: [_on_conv_map_fn(fn) for fn in _first(FUNCTIONS + DTYPES)], (2, 3, 7, 9)),
+    "functions-after-flatten": (lambda: [_on_flatten(fn) for fn in _first(FUNCTIONS)], (2, 3, 7, 9)),
+    "softmax-after-flatten-returned": (lambda: [Fn(lambda s, x: F.softmax(s.conv(x).flatten(1), dim=1),
+                                                   conv=nn.Conv2d(3, 4, 3))], (2, 3, 7, 9)),
+    "transformers-activations": (lambda: [nn.Sequential(nn.Linear(5, 6), _hf(name)) for name in HF_ACTIVATIONS],
+                                 (2, 3, 5)),
+}
+
+
+def _hf(name: str) -> nn.Module:
+    from transformers.activations import get_activation
+
+    return get_activation(name)
+
+
+def _bundle_row(rows, shape):
+    return lambda: assert_port_matches(seeded(lambda: Bundle(rows())), (randn(*shape),))
+
+
+for _id, (_rows, _shape) in BUNDLES.items():
+    BATCH.row(f"bundle[{_id}]", _bundle_row(_rows, _shape))
+
+
 @pytest.mark.node
-def test_tfjs_more_activations(node_or_skip):
+def test_tfjs_activations(node_or_skip):
     BATCH.assert_all_within()

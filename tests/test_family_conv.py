@@ -1,4 +1,7 @@
-"""Conv1d/2d/3d and ConvTranspose1d/2d/3d: stride, dilation, groups, every padding form and padding_mode, bias."""
+"""Conv1d/2d/3d and ConvTranspose1d/2d/3d: stride, dilation, groups, every padding form and padding_mode, bias.
+
+Every row is checked in TF and, in one batch, in tfjs cpu and wasm (split grouped convs, stride with
+dilation, reflect/replicate/circular padding as Gathers)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from _parity import Fn, assert_port_matches, randn, seeded
 from _tfjs_batch import TfjsBatch
 
 MODES = ["zeros", "reflect", "replicate", "circular"]
+BATCH = TfjsBatch()  # every row below is checked in TF and in tfjs (cpu, wasm): test_tfjs_conv, last
 
 # torch notes that it copies the input for these; harmless for a parity test
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel:UserWarning")
@@ -83,19 +87,17 @@ CONV1D = [
 ]
 
 
-@pytest.mark.parametrize("factory, shape", CONV2D)
+@BATCH.parametrize("factory, shape", CONV2D)
 def test_conv2d(factory, shape):
-    assert_port_matches(seeded(factory), (randn(*shape),))
+    return assert_port_matches(seeded(factory), (randn(*shape),))
 
 
-@pytest.mark.parametrize("factory, shape", CONV1D)
+@BATCH.parametrize("factory, shape", CONV1D)
 def test_conv1d(factory, shape):
-    assert_port_matches(seeded(factory), (randn(*shape),))
+    return assert_port_matches(seeded(factory), (randn(*shape),))
 
 
-# ---------------------------------------------------------------- Conv3d, ConvTranspose1d/2d/3d, Lazy forms (+ tfjs)
-
-BATCH = TfjsBatch()
+# ---------------------------------------------------------------- Conv3d, ConvTranspose1d/2d/3d, Lazy forms
 
 
 def lazy(m: nn.Module, shape) -> nn.Module:
@@ -179,5 +181,5 @@ def test_conv_more(factory, shape):
 
 
 @pytest.mark.node
-def test_tfjs_conv_more(node_or_skip):
+def test_tfjs_conv(node_or_skip):
     BATCH.assert_all_within()

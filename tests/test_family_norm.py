@@ -15,6 +15,7 @@ from _tfjs_batch import TfjsBatch
 
 # InstanceNorm with affine=False warns when num_features is given; harmless here
 pytestmark = pytest.mark.filterwarnings("ignore:input.s size at dim=:UserWarning")
+BATCH = TfjsBatch()  # every row below is checked in TF and in tfjs (cpu, wasm): test_tfjs_norm, last
 
 def rms(shape, **kw) -> nn.RMSNorm:
     """nn.RMSNorm with a random weight (a fresh one is all ones and would hide a dropped weight)."""
@@ -60,9 +61,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("factory, shape", CASES)
+@BATCH.parametrize("factory, shape", CASES)
 def test_norm(factory, shape):
-    assert_port_matches(seeded(factory), (randn(*shape),))
+    return assert_port_matches(seeded(factory), (randn(*shape),))
 
 
 class FunctionalNorms(nn.Module):
@@ -87,14 +88,12 @@ class FunctionalNorms(nn.Module):
         return self.weight * (x * torch.rsqrt(variance + 1e-6)).to(x.dtype)
 
 
-@pytest.mark.parametrize("kind", ["layer_norm", "layer_norm-plain", "rms_norm", "rms_norm-plain", "llama-rms"])
+@BATCH.parametrize("kind", ["layer_norm", "layer_norm-plain", "rms_norm", "rms_norm-plain", "llama-rms"])
 def test_functional_norm(kind):
-    assert_port_matches(seeded(lambda: FunctionalNorms(kind)), (randn(2, 5, 8),))
+    return assert_port_matches(seeded(lambda: FunctionalNorms(kind)), (randn(2, 5, 8),))
 
 
-# ---------------------------------------------------------------- BatchNorm3d, InstanceNorm, GroupNorm, LRN (+ tfjs)
-
-BATCH = TfjsBatch()
+# ---------------------------------------------------------------- BatchNorm3d, InstanceNorm, GroupNorm, LRN
 
 
 def stats(m: nn.Module, seed: int = 5) -> nn.Module:
@@ -173,5 +172,5 @@ def test_norm_more(factory, shape):
 
 
 @pytest.mark.node
-def test_tfjs_norm_more(node_or_skip):
+def test_tfjs_norm(node_or_skip):
     BATCH.assert_all_within()

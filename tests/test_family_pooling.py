@@ -1,7 +1,7 @@
 """MaxPool2d, AvgPool2d (padding, count_include_pad, ceil_mode, divisor_override),
 AdaptiveAvgPool2d (even and uneven bins, None) and the functional forms, on odd sizes.
 
-``MORE`` (also checked in tfjs cpu and wasm): the 1-D and 3-D forms of max/avg/adaptive-avg
+Every row is also checked in tfjs cpu and wasm. ``MORE``: the 1-D and 3-D forms of max/avg/adaptive-avg
 pooling, adaptive max pooling, LPPool, max pooling with dilation, return_indices, MaxUnpool,
 unbatched inputs and the 1-D/3-D functional forms."""
 
@@ -13,6 +13,8 @@ from torch import nn
 
 from _parity import Fn, assert_port_matches, randn, seeded
 from _tfjs_batch import TfjsBatch
+
+BATCH = TfjsBatch()  # every row below is checked in TF and in tfjs (cpu, wasm): test_tfjs_pooling, last
 
 CASES = [
     pytest.param(lambda: nn.MaxPool2d(2), (2, 3, 8, 10), id="max-k2"),
@@ -64,12 +66,10 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("factory, shape", CASES)
+@BATCH.parametrize("factory, shape", CASES)
 def test_pooling(factory, shape):
-    assert_port_matches(seeded(factory), (randn(*shape),))
+    return assert_port_matches(seeded(factory), (randn(*shape),))
 
-
-BATCH = TfjsBatch()
 
 MORE = [
     # max pooling: 1-D/3-D, dilation (also with ceil_mode and padding), unbatched
@@ -170,5 +170,5 @@ def test_pooling_more(factory, shape):
 
 
 @pytest.mark.node
-def test_tfjs_pooling_more(node_or_skip):
+def test_tfjs_pooling(node_or_skip):
     BATCH.assert_all_within()
