@@ -26,7 +26,7 @@ import tensorflow as tf
 import torch
 
 import bridge
-from bridge import parity
+from bridge import layout, parity
 from bridge.cli import main
 from bridge.errors import ParityError
 from bridge.export import save as save_mod
@@ -173,6 +173,19 @@ def test_int64_returned_as_int32_is_accepted_and_stated():
     wrong = parity.compare_outputs(ref, {"count": np.array([1, 3], np.int32)})
     assert not wrong[0].ok and wrong[0].problem == "1 integer values differ"
     assert not parity.compare_outputs(ref, {"count": np.array([1, 2], np.int16)})[0].ok
+
+
+def test_a_module_output_the_port_did_not_return_is_missing_not_skipped():
+    """Per module (TF, and tfjs via permodule.py): a recorded torch call without a port output fails."""
+    ref = torch.ones(2, 3)
+    torch_seen = [("fc", ref), ("fc", ref)]
+    tf_seen = [("fc", (), np.ones((2, 3), np.float32))]  # the second call's output never came back
+    same = layout.identity(2)
+    diffs = parity.per_module_diffs(torch_seen, tf_seen, {("fc", ()): [same, same]}, {})
+    assert [d.name for d in diffs] == ["fc", "fc#1"]
+    assert diffs[0].ok and not diffs[1].ok and diffs[1].problem.startswith("missing output")
+    retyped = parity.per_module_diffs([("fc", ref)], [("fc", (), np.ones((2, 3), np.int32))], {("fc", ()): [same]}, {})
+    assert not retyped[0].ok and retyped[0].problem == "dtype int32 != torch float32"
 
 
 # ------------------------------------------------------------------ TF parity in convert, and save
