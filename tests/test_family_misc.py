@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -166,21 +165,17 @@ class OpsZoo(nn.Module):
         return a + b + c + d + e + f + picked.float() + x.clamp(-0.5, 0.5)
 
 
-@pytest.mark.node
-def test_transformers_ops_run_in_tfjs(node_or_skip, tmp_path):
-    """Within 1e-4 * max(1, max|torch|) in tfjs cpu and wasm (measured 1.9e-6 on both).
+ZOO = [pytest.param(OpsZoo, id="ops-zoo")]
+
+
+@BATCH.parametrize("factory", ZOO)
+def test_transformers_ops(factory):
+    """In TF here, and in tfjs cpu and wasm through the BATCH (measured 1.9e-6 on both).
 
     This found that tf.gather with batch_dims is wrong in tfjs wasm (torch.gather now uses gather_nd).
     """
-    torch.manual_seed(0)
     inputs = (randn(2, 4, 5), torch.randint(0, 6, (2, 4, 5), generator=torch.Generator().manual_seed(1)))
-    port = assert_port_matches(seeded(OpsZoo), inputs)
-    result = port.save(tmp_path / "zoo", per_module_tfjs=False, browser_backends=())
-    scale = max(max(1.0, float(np.max(np.abs(v)))) for s in port.parity_inputs() for _, v in port.torch_outputs(s))
-    runtimes = {r["runtime"]: r for r in result["parity"]["runtimes"]}
-    for backend in ("tfjs-cpu", "tfjs-wasm"):
-        assert runtimes[backend]["skipped"] is None, runtimes[backend]
-        assert runtimes[backend]["max_abs_error"] <= 1e-4 * scale, runtimes[backend]
+    return assert_port_matches(seeded(factory), inputs)
 
 
 # ---------------------------------------------------------------- the "other" layers (issue 7)
