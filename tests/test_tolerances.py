@@ -264,3 +264,16 @@ def test_assert_parity_rtol_flips_the_verdict_both_ways(drift_file):
             else:
                 with pytest.raises(AssertionError, match="FAIL"):
                     assert_parity(torch_model, port, inputs, rtol=rtol)
+
+
+def test_tighter_type_override_flips_that_modules_verdict(cancel_file):
+    """A module override tightens that module's own bound: its per-module check fails and names it.
+    Outputs keep the loosest bound in force (the default here), as tolerances.resolve documents."""
+    _, cancel = cancel_file
+    port = bridge.convert(cancel(1.0), (_x(),), options=Options(tolerance=ToleranceConfig.parse([f"Tanh={TIGHT}"])))
+    report = port.parity()
+    act = next(d for d in report.per_module if d.name == "act")
+    assert not act.ok and act.bound == pytest.approx(TIGHT) and act.max_abs_error > TIGHT
+    assert report.first_divergence == "act"
+    default = bridge.convert(cancel(1.0), (_x(),)).parity()
+    assert default.first_divergence is None and all(d.ok for d in default.per_module)
