@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -306,6 +307,20 @@ def test_unfold_on_conv_map_needs_no_transpose():
                 fc=nn.Linear(16, 5))
     port = assert_port_matches(seeded(lambda: module), (randn(2, 3, 7, 8),))
     assert port.source.count("tf.transpose") == 1, port.source  # only the model input, NCHW -> NHWC
+
+
+@pytest.mark.parametrize("mode", ["sum", "max"])
+def test_embedding_bag_offsets_as_inputs_at_other_sizes(mode):
+    """Offsets as a model input: the TF graph cuts the bags at run time, for other id and bag counts.
+
+    Not a BATCH row: parity's random inputs would not be valid offsets (offsets[0] must be 0).
+    """
+    module = seeded(lambda: Fn2(lambda s, i, o: s.bag(i, o), bag=nn.EmbeddingBag(10, 3, mode=mode)))
+    port = bridge.convert(module, (_ids(5), torch.tensor([0, 2])))
+    for ids, offsets in [(_ids(7, seed=1), [0, 3, 3, 6]), (_ids(2, seed=2), [0]), (_ids(9, seed=3), [0, 0, 4, 9])]:
+        want = module(ids, torch.tensor(offsets)).detach().numpy()
+        got = np.asarray(port.tf_model(ids.numpy(), np.array(offsets)))
+        assert got.shape == want.shape and np.abs(got - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
 
 
 @pytest.mark.parametrize("functional", [False, True], ids=["module", "F.embedding_bag"])

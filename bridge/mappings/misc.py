@@ -217,7 +217,7 @@ def sym_numel(c):
     return PyValue(f"tf.size({c.tensor(x)})", c.em.results[c.node])
 
 
-class _NotComputed:
+class NotComputedBagOutput:
     """embedding_bag's helper outputs (offset2bag, bag_size, max_indices): only the bags are computed."""
 
     def __repr__(self) -> str:
@@ -268,7 +268,7 @@ def embedding_bag_op(c):
                 f"{last}, {pad})")
     meta = c.out_meta[0]
     bags = TensorValue(c.em.assign(c.node.name, expr), lay.identity(2), meta.shape, meta.dtype)
-    return [bags, _NotComputed(), _NotComputed(), _NotComputed()]
+    return [bags, NotComputedBagOutput(), NotComputedBagOutput(), NotComputedBagOutput()]
 
 
 @op_mapping(A.embedding_renorm_.default, A.embedding_renorm.default)
