@@ -13,7 +13,8 @@ have them, then per output the shape and the dtype. A port that drops an output,
 returns an extra one, swaps a shape or changes a dtype fails, and the Diff's
 ``problem`` names what differs. Accepted dtype differences (``ACCEPTED_DTYPES``):
 torch int64 may come back as int32 and float64 as float32, because tfjs and the
-SavedModel signature have neither int64 nor float64; the Diff's ``note`` says so.
+SavedModel signature have neither int64 nor float64 (likewise int8/int16/uint8
+as int32, float16 as float32); the Diff's ``note`` says so.
 Then NaN/Inf positions must agree before numbers are compared; integer outputs
 must be equal exactly.
 """
@@ -79,10 +80,12 @@ class Diff:
 STRUCTURE_PROBLEMS = ("output count", "missing output", "extra output", "shape", "dtype")
 
 # torch dtype -> (the dtype a port may return instead, why that is accepted)
+_INT32_ONLY = "tfjs and the SavedModel signature carry integers as int32; values compared exactly"
+_FLOAT32_ONLY = "the port computes in float32, and tfjs has no other float type"
 ACCEPTED_DTYPES = {
-    "int64": ("int32", "int64 returned as int32 (tfjs and the SavedModel signature have no int64); "
-                       "values compared exactly"),
-    "float64": ("float32", "float64 returned as float32 (the port computes in float32; tfjs has no float64)"),
+    "int64": ("int32", f"int64 returned as int32 ({_INT32_ONLY})"),
+    **{t: ("int32", f"{t} returned as int32 ({_INT32_ONLY})") for t in ("int16", "int8", "uint8")},
+    **{t: ("float32", f"{t} returned as float32 ({_FLOAT32_ONLY})") for t in ("float64", "float16")},
 }
 
 
