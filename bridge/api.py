@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 from . import codegen, parity
+from . import layout as lay
 from .build import account_keys, instantiate, load_weights
 from .errors import BadInputError, UnsupportedError
-from .plan import Emitter, Plan
+from .plan import Plan, plan_graph
 from .registry import Registry, default_registry
 from .tolerances import Resolved, ToleranceConfig, resolve
 from .trace import LeafRoot, record, tensor_at, trace, wrap_leaf_root
@@ -27,6 +28,7 @@ class Options:
     tolerance: ToleranceConfig = field(default_factory=ToleranceConfig)  # overrides; see tolerances.py
     n_random_inputs: int = 2
     class_name: str | None = None
+    channels_last_io: bool = False  # image inputs NHWC (what tf.browser.fromPixels gives), maps returned NHWC
     origin: str | None = None  # where the module came from, for the generated docstring
 
 
@@ -72,10 +74,45 @@ class Port:
             sets.append(other_lengths(self.example_inputs, self.dynamic_dims, self.options.seed + 2))
         return sets + list(self.extra_inputs)
 
-    def torch_outputs(self, inputs: tuple) -> list[tuple[str, np.ndarray]]:
+    def torch_outputs(self, inputs: tuple, boundary: bool = False) -> list[tuple[str, np.ndarray]]:
+        """torch's outputs, flattened; ``boundary=True`` puts them in the exported model's layout
+        (channels-last maps with ``channels_last_io``), which is what the artifacts are compared with."""
         with torch.no_grad():
             out = self.module(*inputs)
-        return [(n, parity.to_numpy(v)) for n, v in parity.flatten_outputs(out)]
+        flat = [(n, parity.to_numpy(v)) for n, v in parity.flatten_outputs(out)]
+        if boundary and self.channels_last_io:
+            flat = [(n, lay.to_tf(a, lo)) for (n, a), lo in zip(flat, self.plan.output_layouts)]
+        return flat
+
+    @property
+    def channels_last_io(self) -> bool:
+        return any(not lo.is_identity for lo in (*self.plan.input_layouts, *self.plan.output_layouts))
+
+    def boundary_inputs(self, inputs: tuple) -> list:
+        """An input set as the TF port and its artifacts take it (torch's layout unless channels_last_io)."""
+        if not self.channels_last_io:
+            return list(inputs)
+        return [lay.to_tf(parity.to_numpy(x), lo) for x, lo in zip(inputs, self.plan.input_layouts)]
+
+    def boundary_shape(self, index: int, shape: list) -> list:
+        """Input ``index``'s torch shape (a list, None for free dims) in the boundary's layout."""
+        layouts = self.plan.input_layouts
+        return layouts[index].tf_shape(shape) if index < len(layouts) else shape
+
+    def outputs_in_torch_layout(self, out):
+        """The TF port's output structure with every channels-last boundary output put back in torch's layout."""
+        if not self.channels_last_io:
+            return out
+        leaves = iter(self.plan.output_layouts)
+
+        def walk(v):
+            if isinstance(v, (list, tuple)):
+                return type(v)(walk(x) for x in v)
+            if isinstance(v, dict):
+                return {k: walk(x) for k, x in v.items()}
+            return None if v is None else lay.to_torch(np.asarray(v), next(leaves))
+
+        return walk(out)
 
     def parity(self) -> parity.ParityReport:
         """TF vs torch on every parity input: per output, and per module for the first divergence."""
@@ -92,7 +129,8 @@ class Port:
         order: list[str] = []
         for inputs in self.parity_inputs():
             ref, torch_seen = parity.torch_module_outputs(self.module, inputs, self.plan.module_paths)
-            got, tf_seen = parity.tf_module_outputs(self.tf_model, inputs)
+            got, tf_seen = parity.tf_module_outputs(self.tf_model, self.boundary_inputs(inputs))
+            got = self.outputs_in_torch_layout(got)
             out_sets.append(parity.compare_outputs(parity.flatten_outputs(ref), parity.flatten_outputs(got),
                                                    tol.output.rtol, "TF"))  # structure first, then numbers
             for d in parity.per_module_diffs(torch_seen, tf_seen, layouts, rtols):
@@ -123,7 +161,7 @@ def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | Non
     results = record(gm, example_inputs)
     class_name = options.class_name or _class_name(module)
     modules = dict(module.named_modules())
-    plan = Emitter(gm, modules, results, registry, class_name).run()
+    plan = plan_graph(gm, modules, results, registry, class_name, options.channels_last_io)
     if plan.unsupported:
         raise UnsupportedError(plan.unsupported)
     source = codegen.generate(plan, modules, options.origin or f"{type(module).__module__}.{type(module).__qualname__}")
@@ -228,15 +266,16 @@ def _follows(port: Port, dims: list) -> bool:
 
     if not any(dims):
         return True
-    specs = [tf.TensorSpec([None if (d in free or (d == 0 and port.dynamic_batch)) else n
-                            for d, n in enumerate(x.shape)], tf_dtype(x.dtype))
-             for x, free in zip(port.example_inputs, dims)]
+    specs = [tf.TensorSpec(port.boundary_shape(i, [None if (d in free or (d == 0 and port.dynamic_batch)) else n
+                                                   for d, n in enumerate(x.shape)]), tf_dtype(x.dtype))
+             for i, (x, free) in enumerate(zip(port.example_inputs, dims))]
     inputs = other_lengths(port.example_inputs, dims, port.options.seed + 2)
     try:
         fn = tf.function(lambda *a: [t for _, t in parity.flatten_outputs(port.tf_model(*a))], input_signature=specs,
                          autograph=False)
-        got = fn(*[tf.constant(parity.to_numpy(x).astype(s.dtype.as_numpy_dtype)) for x, s in zip(inputs, specs)])
-        ref = port.torch_outputs(inputs)
+        got = fn(*[tf.constant(parity.to_numpy(x).astype(s.dtype.as_numpy_dtype))
+                   for x, s in zip(port.boundary_inputs(inputs), specs)])
+        ref = port.torch_outputs(inputs, boundary=True)
         return all(d.ok for d in parity.compare_outputs(ref, [np.asarray(g) for g in got], port.tolerance.output.rtol))
     except Exception:  # the graph cannot be traced or run with those sizes unknown
         return False

@@ -49,6 +49,9 @@ def build_parser(ctx, debug):
                    "(Conv2d=1e-3). Also read from [tool.bridge.tolerance] in pyproject.toml.")
 @click.option("--browser", "browser_backends", default="webgl", show_default=True,
               help="tfjs backends to verify in headless chromium (comma list of webgl,wasm,cpu; '' to skip).")
+@click.option("--channels-last-io", is_flag=True,
+              help="Image inputs NHWC (as tf.browser.fromPixels gives) and feature-map outputs NHWC: "
+                   "no transpose at the model's boundary.")
 @click.option("--per-module-tfjs/--no-per-module-tfjs", default=True, show_default=True,
               help="Also compare every module's output inside tfjs (a second, throw-away conversion).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write report.json here.")
@@ -56,7 +59,8 @@ def build_parser(ctx, debug):
 @click.option("--markdown", type=click.Path(path_type=Path), help="Write a Markdown summary (for PR comments).")
 @click.option("--html", type=click.Path(path_type=Path), help="Write an HTML report with a per-module error plot.")
 def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, no_tfjs, backends,
-            allow_nonfinite, seed, tolerances, browser_backends, per_module_tfjs, json_path, junit, markdown, html):
+            allow_nonfinite, seed, tolerances, browser_backends, channels_last_io, per_module_tfjs, json_path, junit,
+            markdown, html):
     """Convert TARGET (a models/ folder, module:Class or file.py:Class) and verify it end to end."""
     from rich.console import Console
 
@@ -68,7 +72,7 @@ def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_faili
                          inputs_npz=inputs_npz, out=out, force=force, write_failing=write_failing,
                          tfjs=not no_tfjs, backends=tuple(b for b in backends.split(",") if b),
                          allow_nonfinite=allow_nonfinite, seed=seed, tolerances=list(tolerances),
-                         per_module_tfjs=per_module_tfjs,
+                         per_module_tfjs=per_module_tfjs, channels_last_io=channels_last_io,
                          browser_backends=tuple(b for b in browser_backends.split(",") if b),
                          reports={"json": json_path, "junit": junit, "markdown": markdown, "html": html})
     console.print(f"done in {time.perf_counter() - started:.1f} s")

@@ -22,7 +22,7 @@ from .tolerances import ToleranceConfig, from_pyproject
 
 def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, tfjs,
                 backends, allow_nonfinite, seed, tolerances=(), reports=None, per_module_tfjs=True,
-                browser_backends=("webgl",)) -> dict:
+                browser_backends=("webgl",), channels_last_io=False) -> dict:
     t = resolve(target, weights=weights, inputs=inputs, kwargs=kwargs)
     tolerance = from_pyproject().merged(ToleranceConfig.parse(tolerances))
     out = Path(out) if out else Path("exports") / t.name
@@ -45,7 +45,8 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
         gen = torch.Generator().manual_seed(seed)
         examples = tuple(spec.example(gen) for spec in t.inputs)
         status.update("tracing and building the TF model")
-        port = convert(module, examples, options=Options(seed=seed, origin=t.origin, tolerance=tolerance))
+        port = convert(module, examples, options=Options(seed=seed, origin=t.origin, tolerance=tolerance,
+                                                         channels_last_io=channels_last_io))
         port.checkpoint, port.notes = ckpt, notes
         npz = inputs_npz or t.parity_inputs
         if npz:

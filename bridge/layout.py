@@ -143,3 +143,8 @@ def to_torch(array: np.ndarray, layout: Layout) -> np.ndarray:
         out[:, layout.columns()] = array
         return out
     return np.transpose(array, inverse(layout.perm))
+
+
+def to_tf(array: np.ndarray, layout: Perm) -> np.ndarray:
+    """A torch value (as numpy) in the TF layout ``layout``: how inputs are fed to a channels-last boundary."""
+    return np.ascontiguousarray(np.transpose(array, layout.perm))

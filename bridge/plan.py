@@ -103,6 +103,9 @@ class Plan:
     unsupported: list[Unsupported]
     tolerances: dict[str, Tolerance]  # family/op -> tolerance, for every mapping used that declares one
     taps: dict[str, list] = field(default_factory=dict)  # decomposed module path -> [(output index, layout)]
+    # the layout of each input and (flattened) output at the model's boundary: identity unless channels_last_io
+    input_layouts: list = field(default_factory=list)
+    output_layouts: list = field(default_factory=list)
 
     def module_layouts(self) -> dict[tuple[str, tuple], list]:
         """(module path, output index) -> the layout of that output at each call, for per-module parity."""
@@ -224,8 +227,17 @@ def _ident(name: str) -> str:
 
 
 class Emitter:
-    def __init__(self, gm: fx.GraphModule, modules: dict, results: dict, registry: Registry, class_name: str):
+    """One walk of the graph. ``io_layouts`` (input index -> Layout) declares inputs that arrive
+    already in that layout, and asks for outputs to be returned in the layout they have inside
+    (channels-last maps stay channels-last); see ``plan_graph``."""
+
+    def __init__(self, gm: fx.GraphModule, modules: dict, results: dict, registry: Registry, class_name: str,
+                 io_layouts: dict[int, lay.Layout] | None = None):
         self.gm, self.results, self.registry = gm, results, registry
+        self.io_layouts = io_layouts
+        self._input_vars: list[str] = []
+        self.input_layouts: list = []
+        self.output_layouts: list = []
         self.modules = modules  # the original module's named_modules(): fx's copy loses container types
         self.lines: list[str] = []
         self.env: dict[fx.Node, Any] = {}
@@ -306,7 +318,17 @@ class Emitter:
             if node.op == "output" and self.env[node] is not MISSING:
                 output_expr, output_names = self.env[node]
         return Plan(self.class_name, inputs, metas, self.lines, output_expr, output_names, self.layers,
-                    self.params, self.unsupported, self.tolerances, self.taps)
+                    self.params, self.unsupported, self.tolerances, self.taps, self.input_layouts,
+                    self.output_layouts)
+
+    def wanted_input_layouts(self) -> dict[int, lay.Layout]:
+        """Inputs (by index) that this walk converted to channels-last before their first use."""
+        wanted = {}
+        for i, (var, layout) in enumerate(zip(self._input_vars, self.input_layouts)):
+            rank = layout.rank
+            if rank >= 3 and (var, layout, lay.channels_last(rank)) in self.conversions:
+                wanted[i] = lay.channels_last(rank)
+        return wanted
 
     def _has_mapping(self, node: fx.Node) -> bool:
         if node.op == "call_module":
@@ -333,7 +355,11 @@ class Emitter:
         if not isinstance(meta, TensorMeta):
             raise NotSupported("only tensor inputs are supported")
         var = self.fresh(node.name)
-        return TensorValue(var, lay.identity(len(meta.shape)), meta.shape, meta.dtype)
+        index = len(self.input_layouts)
+        layout = (self.io_layouts or {}).get(index, lay.identity(len(meta.shape)))
+        self.input_layouts.append(layout)
+        self._input_vars.append(var)
+        return TensorValue(var, layout, meta.shape, meta.dtype)
 
     def _get_attr(self, node):
         target = node.target
@@ -423,7 +449,10 @@ class Emitter:
         def out(v, name):
             if isinstance(v, TensorValue):
                 names.append(name)
-                return self.convert(v, lay.identity(v.rank))
+                keep = self.io_layouts is not None and v.rank >= 3 and v.layout == lay.channels_last(v.rank)
+                layout = v.layout if keep else lay.identity(v.rank)
+                self.output_layouts.append(layout)
+                return self.convert(v, layout)
             if isinstance(v, (list, tuple)):
                 inner = ", ".join(out(x, f"{name}_{i}") for i, x in enumerate(v))
                 return f"({inner},)" if isinstance(v, tuple) else f"[{inner}]"
@@ -436,6 +465,18 @@ class Emitter:
         result = self.value(node.args[0])
         expr = out(result, "output") if not isinstance(result, TensorValue) else out(result, "output_0")
         return expr, names
+
+
+def plan_graph(gm: fx.GraphModule, modules: dict, results: dict, registry: Registry, class_name: str,
+               channels_last_io: bool = False) -> Plan:
+    """Walk the graph once; with ``channels_last_io`` walk it again with the inputs the first walk
+    transposed to channels-last declared as arriving channels-last (NHWC images, NLC audio), and
+    channels-last outputs returned as they are. Then the graph has no transpose at its boundary."""
+    emitter = Emitter(gm, modules, results, registry, class_name)
+    plan = emitter.run()
+    if not channels_last_io or plan.unsupported:
+        return plan
+    return Emitter(gm, modules, results, registry, class_name, emitter.wanted_input_layouts()).run()
 
 
 def _same_layer(a: LayerPlan, b: LayerPlan) -> bool:

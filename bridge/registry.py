@@ -171,6 +171,9 @@ class Registry:
         """
         cls = module_or_type if isinstance(module_or_type, type) else type(module_or_type)
         for klass in cls.__mro__:
+            if klass is not cls and _overrides_forward(cls, klass) and (klass in self.modules or klass in self.refused):
+                return ClassVerdict(cls, Verdict.DECOMPOSE, "user",
+                                    f"subclass of {klass.__name__} with its own forward: traced through")
             if klass in self.modules:
                 m = self.modules[klass]
                 return ClassVerdict(cls, Verdict.MAPPED, m.family, _doc_line(m.plan), m)
@@ -198,6 +201,11 @@ class Registry:
         for t, m in self.ops.items():
             out.setdefault(m.family, []).append(op_name(t))
         return {k: sorted(set(v)) for k, v in sorted(out.items())}
+
+
+def _overrides_forward(cls: type, base: type) -> bool:
+    """A user class that redefines ``forward`` above ``base`` (e.g. a LayerNorm that permutes first)."""
+    return not _is_torch_nn(cls) and getattr(cls, "forward", None) is not getattr(base, "forward", None)
 
 
 def _is_torch_nn(cls: type) -> bool:

@@ -67,6 +67,7 @@ class RowCheck:
     bound: float = 0.0  # RTOL * max(1, max|torch|) over every float output and input set
     backends: dict[str, BackendCheck] = field(default_factory=dict)
     error: str | None = None  # the row could not be built, saved or converted
+    transposes: int | None = None  # Transpose ops in the row's tfjs graph
 
     @property
     def ok(self) -> bool:
@@ -213,6 +214,7 @@ class _Run:
             if isinstance(stats, Exception):
                 self.rows[row_id].error = f"tfjs conversion failed: {_first_line(stats)}"
             else:
+                self.rows[row_id].transposes = stats.get("transpose_count")
                 done.append(row_id)
         return done
 
@@ -221,7 +223,7 @@ class _Run:
         for row_id in converted:
             port, folder = self.ports[row_id]
             try:
-                sets = [(savedmodel.feeds_for(port, x), port.torch_outputs(x)) for x in port.parity_inputs()]
+                sets = [(savedmodel.feeds_for(port, x), port.torch_outputs(x, boundary=True)) for x in port.parity_inputs()]
             except Exception as e:  # noqa: BLE001 - e.g. an id outside int32: this row fails, not the batch
                 self.rows[row_id].error = f"parity inputs failed: {_first_line(e)}"
                 continue

@@ -88,7 +88,7 @@ def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
     _fault("savedmodel")
     timings["savedmodel_s"] = time.perf_counter() - t
     report = port.parity()
-    refs = [(inputs, port.torch_outputs(inputs)) for inputs in port.parity_inputs()]
+    refs = [(inputs, port.torch_outputs(inputs, boundary=True)) for inputs in port.parity_inputs()]
     step("verifying the SavedModel")
     report.runtimes.append(_check_runtime("savedmodel", refs, port, lambda feeds: savedmodel.run_savedmodel(
         tmp / "saved_model", feeds)))
@@ -169,10 +169,10 @@ def _per_module_tfjs(port, options: SaveOptions) -> dict:
 
 def _metadata(port, report) -> dict:
     ckpt = port.checkpoint
-    layouts = ["NCHW" if x.dim() == 4 else "torch"  # torch order as it is: (N, T, F) for a sequence
-               for x in port.example_inputs]
+    layouts = [_layout_name(x.dim(), lo) for x, lo in zip(port.example_inputs, port.plan.input_layouts)]
     specs = savedmodel.input_specs(port)
-    outs = port.torch_outputs(port.example_inputs)
+    outs = port.torch_outputs(port.example_inputs, boundary=True)
+    out_layouts = [_layout_name(a.ndim, lo) for (_, a), lo in zip(outs, port.plan.output_layouts)]
     return {
         "bridge_version": __version__,
         "source": port.plan.class_name,
@@ -181,9 +181,17 @@ def _metadata(port, report) -> dict:
                     "torch_dtype": str(x.dtype).replace("torch.", "")}
                    for s, lo, x in zip(specs, layouts, port.example_inputs)],
         "outputs": [{"name": n, "shape": [None if port.dynamic_batch and i == 0 else d for i, d in enumerate(a.shape)],
-                     "dtype": str(a.dtype), "layout": "torch"} for n, a in outs],
+                     "dtype": str(a.dtype), "layout": lo} for (n, a), lo in zip(outs, out_layouts)],
         "parity": _parity_summary(report),
     }
+
+
+def _layout_name(rank: int, layout) -> str:
+    """'NCHW'/'NHWC' for images, 'NCL'/'NLC' and 'NCDHW'/'NDHWC' likewise; 'torch' for any other tensor."""
+    names = {3: ("NCL", "NLC"), 4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}
+    if layout.is_identity:
+        return "NCHW" if rank == 4 else "torch"  # torch order as it is: (N, T, F) for a sequence
+    return names[rank][1]
 
 
 def _parity_summary(report) -> dict:
@@ -209,10 +217,14 @@ def _report_dict(port, report, tfjs_info, timings) -> dict:
                                                  "format": ckpt.format},
         "notes": list(port.notes),
         "inputs": [{"name": n, "shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", ""),
-                    "free_dims": sorted(free)}  # non-batch dims the exported model accepts at any size
-                   for n, x, free in zip(port.input_names, port.example_inputs,
-                                         port.dynamic_dims or [()] * len(port.example_inputs))],
+                    "free_dims": sorted(free),  # non-batch dims the exported model accepts at any size
+                    "layout": _layout_name(x.dim(), lo),  # NHWC with --channels-last-io
+                    "boundary_shape": list(lo.tf_shape(list(x.shape)))}  # as the SavedModel and tfjs take it
+                   for n, x, free, lo in zip(port.input_names, port.example_inputs,
+                                             port.dynamic_dims or [()] * len(port.example_inputs),
+                                             port.plan.input_layouts)],
         "dynamic_batch": port.dynamic_batch,
+        "channels_last_io": port.channels_last_io,
         "outputs": port.output_names,
         "parity": report.to_dict(),
         "keys": port.keys.to_dict(),

@@ -1,6 +1,7 @@
 """SavedModel export: one ``serving_default`` signature with named inputs.
 
-Inputs keep torch's layout (NCHW stays NCHW at the boundary). The batch dim is
+Inputs keep torch's layout (NCHW stays NCHW at the boundary), unless the port was converted with
+``channels_last_io``: then image inputs are NHWC and channels-last maps are returned NHWC. The batch dim is
 ``None`` when the torch model accepts other batch sizes, and so is every other
 dim the port left free (a sequence length, see ``api.free_dims``). Integer inputs are
 declared int32: tfjs has no int64, and our TF graph only uses ids for gathers.
@@ -30,11 +31,11 @@ def tf_dtype(dtype: torch.dtype) -> tf.DType:
 def input_specs(port) -> list[tf.TensorSpec]:
     specs = []
     free = port.dynamic_dims or [()] * len(port.example_inputs)
-    for name, x, dims in zip(port.input_names, port.example_inputs, free):
+    for i, (name, x, dims) in enumerate(zip(port.input_names, port.example_inputs, free)):
         shape = [None if d in dims else n for d, n in enumerate(x.shape)]
         if port.dynamic_batch and shape:
             shape[0] = None
-        specs.append(tf.TensorSpec(shape, tf_dtype(x.dtype), name=name))
+        specs.append(tf.TensorSpec(port.boundary_shape(i, shape), tf_dtype(x.dtype), name=name))
     return specs
 
 
@@ -70,8 +71,8 @@ def feeds_for(port, inputs: tuple) -> dict[str, np.ndarray]:
     an id outside int32 raises BadInputError naming it instead of wrapping.
     """
     out = {}
-    for name, x in zip(port.input_names, inputs):
-        a = x.detach().cpu().numpy()
+    for name, x in zip(port.input_names, port.boundary_inputs(inputs)):
+        a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         if a.dtype.kind == "f":
             a = a.astype(np.float32)
         elif a.dtype.kind in "iu":

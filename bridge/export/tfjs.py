@@ -407,13 +407,14 @@ def run_tfjs(model_dir: Path, inputs: dict[str, np.ndarray],
 
 
 def run_many_tfjs(requests: list[tuple[Path, dict[str, np.ndarray]]], backends: tuple[str, ...] = ("cpu", "wasm"),
-                  ) -> list[dict[str, dict[str, np.ndarray] | ExportError] | BridgeError]:
+                  repeat: int = 1) -> list[dict[str, dict[str, np.ndarray] | ExportError] | BridgeError]:
     """Run many (model_dir, inputs) requests in one Node process; each model is loaded once per backend.
 
     A model_dir may appear in several requests (one per input set). Returns, in
     request order, {backend: {output_name: array} or the ExportError of that
     backend}, or, for a request that could not be sent (bad inputs, no
     model.json), the error run_tfjs would raise. Inputs are treated as in run_tfjs.
+    ``repeat`` runs each request that many times (each result's ``.ms`` lists the times).
     Raises ExportError only when node itself is not usable.
     """
     reason = node_status()
@@ -426,7 +427,7 @@ def run_many_tfjs(requests: list[tuple[Path, dict[str, np.ndarray]]], backends: 
         for i, (model_dir, inputs) in enumerate(requests):
             try:
                 model = _model_request(models, Path(model_dir).resolve())
-                model["runs"].append({"id": i, "inputs": _write_inputs(
+                model["runs"].append({"id": i, "repeat": repeat, "inputs": _write_inputs(
                     work, inputs, model["input_nodes"], model["graph_nodes"],
                     input_dtypes=model["input_dtypes"], prefix=f"r{i}_")})
             except BridgeError as e:
@@ -569,9 +570,18 @@ def _backend_result(work: Path, line: dict | None, crash: str | None, stderr: st
     elif not line["ok"]:
         error = line["error"] or "(no message)"
     else:
-        return {o["name"]: _read_array(work / o["file"], o) for o in line["outputs"]}
+        return Outputs({o["name"]: _read_array(work / o["file"], o) for o in line["outputs"]}, line.get("ms", []))
     return ExportError(f"the tfjs model failed on {backend}: {error.splitlines()[0]}",
                        details={"error": error, "stderr": stderr})
+
+
+class Outputs(dict):
+    """{output_name: array} of one run on one backend, with ``ms``: the milliseconds of each execution
+    (the first includes kernel set-up; more with ``repeat``), outputs read back included."""
+
+    def __init__(self, arrays: dict, ms: list[float]):
+        super().__init__(arrays)
+        self.ms = list(ms)
 
 
 def _read_array(path: Path, spec: dict) -> np.ndarray:

@@ -142,14 +142,13 @@ class MultiheadAttention(Layer):
         if key_padding_mask is not None and not batched:
             key_padding_mask = key_padding_mask[None]
         q, k, v = self._project(query, key, value)
-        k, v = self._heads(k), self._heads(v)
         if self.bias_k is not None:  # one extra key/value per head, at the end of the sequence
             k = self._append_key(k, self._heads(tf.reshape(self.bias_k, [1, 1, -1])))
             v = self._append_key(v, self._heads(tf.reshape(self.bias_v, [1, 1, -1])))
         if self.add_zero_attn:
             k, v = self._append_key(k, tf.zeros_like(k[:, :, :1])), self._append_key(v, tf.zeros_like(v[:, :, :1]))
         bias = self._mask_bias(attn_mask, key_padding_mask, batched)
-        out, weights = self._attend(self._heads(q), k, v, bias, need_weights, is_causal, key_padding_mask)
+        out, weights = self._attend(q, k, v, bias, need_weights, is_causal, key_padding_mask)
         out = self._output(out, batched)
         if not need_weights:
             return out, None
@@ -165,6 +164,7 @@ class MultiheadAttention(Layer):
         return x if self.batch_first else tf.transpose(x, [1, 0, 2])
 
     def _project(self, query, key, value):
+        """q, k, v as (N, H, L, D), straight from (N, L, E) inputs: see ``_head_kernel``."""
         e = self.embed_dim
         bq, bk, bv = (None, None, None) if self.in_bias is None else (
             self.in_bias[:e], self.in_bias[e:2 * e], self.in_bias[2 * e:])
@@ -172,8 +172,25 @@ class MultiheadAttention(Layer):
             kernels = self.in_kernel[:, :e], self.in_kernel[:, e:2 * e], self.in_kernel[:, 2 * e:]
         else:
             kernels = self.q_kernel, self.k_kernel, self.v_kernel
-        return [matmul(x, w) + b if b is not None else matmul(x, w)
-                for x, w, b in zip((query, key, value), kernels, (bq, bk, bv))]
+        out = []
+        for x, w, b in zip((query, key, value), kernels, (bq, bk, bv)):
+            # (N, H, L, E) @ (1, H, E, D) -> (N, H, L, D). x is broadcast over the heads first: tfjs's
+            # BatchMatMul gets the output shape wrong when the *first* operand's batch dim is the 1
+            shape = tf.shape(x)
+            x = tf.broadcast_to(x[:, None], tf.stack([shape[0], self.num_heads, shape[1], shape[2]]))
+            y = tf.matmul(x, self._head_kernel(w))
+            out.append(y + tf.reshape(b, [1, self.num_heads, 1, self.head_dim]) if b is not None else y)
+        return out
+
+    def _head_kernel(self, w):
+        """An (E_in, E) projection kernel as (1, H, E_in, D): one matmul per head, batched.
+
+        Projecting straight into heads replaces the reshape + transpose of every activation by a
+        transpose of the weights, which the tfjs converter folds into a constant: the exported graph
+        has no Transpose for the heads.
+        """
+        w = tf.reshape(w, [-1, self.num_heads, self.head_dim])
+        return tf.transpose(w, [1, 0, 2])[None]
 
     def _heads(self, x):
         """(N, L, E) -> (N, H, L, D)."""
@@ -216,10 +233,13 @@ class MultiheadAttention(Layer):
         return attend(q, k, v, bias, scale, safe=True)
 
     def _output(self, out, batched: bool):
-        """(N, H, L, D) -> out_proj -> the input's layout."""
-        shape = tf.shape(out)
-        out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), tf.stack([shape[0], shape[2], self.embed_dim]))
-        out = matmul(out, self.out_kernel)
+        """(N, H, L, D) -> out_proj -> the input's layout.
+
+        out_proj's kernel rows are grouped by head, (H, D, E): each head's product is summed over
+        the heads, which is the concatenation followed by one matmul, without a transpose.
+        """
+        kernel = tf.reshape(self.out_kernel, [1, self.num_heads, self.head_dim, self.embed_dim])
+        out = tf.reduce_sum(tf.matmul(out, kernel), axis=1)
         if self.out_bias is not None:
             out = out + self.out_bias
         if not batched:

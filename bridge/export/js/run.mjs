@@ -23,7 +23,8 @@
 // uint8) relative to work_dir. int64 never crosses: tfjs loads an int64
 // placeholder as int32, and bridge.export.tfjs range-checks and sends int32.
 // The runner appends one JSON line per (run, backend) to work_dir/result.jsonl:
-//   {"id", "backend", "ok": true, "outputs": [{"name", "dtype", "shape", "file"}]}
+//   {"id", "backend", "ok": true, "outputs": [{"name", "dtype", "shape", "file"}], "ms": [per execution]}
+// A run may ask for "repeat": N executions (latency benchmarks); outputs are from the first.
 //   {"id", "backend", "ok": false, "error": "..."}
 // Exit code 0 means every line was written (a backend may still have failed).
 
@@ -81,17 +82,38 @@ async function execute(model, feeds, outputNodes) {
   }
 }
 
-async function runOnce(model, req, spec, run, backend) {
+async function timedRuns(model, feeds, nodes, repeat, ms) {
+  // The first run includes kernel set-up (wasm compiles, webgl shaders); later runs are warm.
+  // Each time covers execute() and reading every output back (data()), as a page would.
+  for (let k = 1; k < repeat; k++) {
+    const t0 = performance.now();
+    let extra = await execute(model, feeds, nodes);
+    extra = Array.isArray(extra) ? extra : [extra];
+    await Promise.all(extra.map((t) => t.data()));
+    ms.push(performance.now() - t0);
+    tf.dispose(extra);
+  }
+}
+
+async function runOnce(model, req, spec, run, backend, ms) {
   const feeds = await readInputs(req.work_dir, run.inputs);
   let out = [];
   try {
-    out = await execute(model, feeds, spec.outputs.map((o) => o.node));
+    const nodes = spec.outputs.map((o) => o.node);
+    const t0 = performance.now();
+    out = await execute(model, feeds, nodes);
     if (!Array.isArray(out)) out = [out];
+    await Promise.all(out.map((t) => t.data()));
+    ms.push(performance.now() - t0);
+    await timedRuns(model, feeds, nodes, run.repeat || 1, ms);
     const written = [];
     for (const [i, t] of out.entries()) {
       const name = spec.outputs[i].name;
       if (!TYPED[t.dtype]) throw new Error(`output ${name} has dtype ${t.dtype}, which cannot be exchanged`);
-      const data = await t.data();
+      // tfjs-cpu may hand back a cast output's old buffer (an Int32Array for a float32 tensor):
+      // convert it to the tensor's own dtype before writing its bytes
+      const raw = await t.data();
+      const data = raw instanceof TYPED[t.dtype] ? raw : TYPED[t.dtype].from(raw);
       const file = `out_${run.id}_${backend}_${i}.bin`;
       await writeFile(join(req.work_dir, file), new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       written.push({ name, dtype: t.dtype, shape: t.shape, file });
@@ -121,7 +143,9 @@ async function runModel(spec, req, backend, report) {
   try {
     for (const run of spec.runs) {
       try {
-        await report(run, backend, { ok: true, outputs: await runOnce(model, req, spec, run, backend) });
+        const ms = [];
+        const outputs = await runOnce(model, req, spec, run, backend, ms);
+        await report(run, backend, { ok: true, outputs, ms });
       } catch (e) {
         await report(run, backend, failure(e));
       }
