@@ -319,3 +319,23 @@ def test_bridge_check_fails_on_structure(mutation, models_file, tmp_path, capsys
     assert code == 4 and not report["ok"]
     assert POSITIONAL[mutation] in captured.err + captured.out
     assert any(POSITIONAL[mutation] in (d["problem"] or "") for d in report["runtimes"][0]["outputs"])
+
+
+class _DictOut(torch.nn.Module):
+    def forward(self, x):
+        return {"scores": 2 * x, "total": x.sum(-1)}
+
+
+class _RenamedTF(tf.Module):
+    """Returns the right values under one wrong name: paired by name, that is a missing and an extra output."""
+
+    def __call__(self, x):
+        return {"score": 2 * x, "total": tf.reduce_sum(x, -1)}
+
+
+def test_dict_outputs_are_paired_by_name():
+    with pytest.raises(AssertionError) as info:
+        assert_parity(_DictOut(), _RenamedTF(), (x_in(),))
+    text = str(info.value)
+    assert "missing output: TF returned no 'scores'" in text and "extra output: TF returned 'score'" in text
+    assert "total [2]: max abs error 0" in text  # the output both have is still compared, and matches
