@@ -2,7 +2,8 @@
 flatten/view/reshape into Linear, permute/transpose, squeeze/unsqueeze, cat, stack,
 indexing, F.pad. Also: how many transposes a conv stack costs. Then the padding,
 shuffle and resampling modules (nn.*Pad*, Unflatten, Pixel(Un)Shuffle, ChannelShuffle,
-Upsample / F.interpolate), in TF and tfjs."""
+Upsample / F.interpolate). Every row but the transpose counts is checked in TF and, through
+the file's batch, in tfjs (cpu, wasm)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from _parity import Fn, Fn2, assert_port_matches, randn, seeded
 from _tfjs_batch import TfjsBatch
 
 C, H, W = 4, 5, 7  # conv output of a (2, 3, 7, 9) input with a 3x3 kernel
+BATCH = TfjsBatch()
 
 
 def conv_then(fn, **children):
@@ -106,9 +108,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("factory", CASES)
+@BATCH.parametrize("factory", CASES)
 def test_after_conv(factory):
-    assert_port_matches(seeded(factory), (randn(2, 3, 7, 9),))
+    return assert_port_matches(seeded(factory), (randn(2, 3, 7, 9),))
 
 
 PLAIN = [
@@ -123,14 +125,59 @@ PLAIN = [
 ]
 
 
-@pytest.mark.parametrize("fn, shape", PLAIN)
+@BATCH.parametrize("fn, shape", PLAIN)
 def test_plain(fn, shape):
-    assert_port_matches(seeded(lambda: Fn(fn)), (randn(*shape),))
+    return assert_port_matches(seeded(lambda: Fn(fn)), (randn(*shape),))
 
 
-def test_cat_two_inputs_of_two_convs():
-    module = Fn2(lambda s, x, y: torch.cat([s.a(x), s.b(y)], 1).flatten(1), a=nn.Conv2d(3, 2, 3), b=nn.Conv2d(1, 5, 1))
-    assert_port_matches(seeded(lambda: module), (randn(2, 3, 7, 9), randn(2, 1, 5, 7, seed=1)))
+def _cat_two_convs():
+    return Fn2(lambda s, x, y: torch.cat([s.a(x), s.b(y)], 1).flatten(1), a=nn.Conv2d(3, 2, 3), b=nn.Conv2d(1, 5, 1))
+
+
+def _conv_inputs():
+    return randn(2, 3, 7, 9), randn(2, 1, 5, 7, seed=1)
+
+
+def _gather_inputs():
+    """torch.gather with an int64 index input (random parity indices stay in [0, 2])."""
+    return randn(2, 3, 5), torch.tensor([[[0, 1, 2, 0, 1], [2, 2, 0, 1, 0]], [[1, 0, 0, 2, 2], [0, 1, 2, 1, 0]]])
+
+
+def _hf_mask_lookup(s, x, m):
+    """The padding-mask lookup transformers records: mask[batch[:, None, None, None], kv[None, None, None, :]]."""
+    b, kv = torch.arange(m.size(0)), torch.arange(m.size(1))
+    picked = m.bool()[b[:, None, None, None], kv[None, None, None, :]]  # (B, 1, 1, S)
+    return x.masked_fill(~picked, -1e9).softmax(-1)
+
+
+def _hf_mask_inputs():
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, 4:] = 0
+    return randn(2, 2, 6, 6), mask
+
+
+class RawEmbedding(nn.Module):
+    """F.embedding with a raw weight (no nn.Embedding): ids -> rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(10, 4))
+
+    def forward(self, ids):
+        return F.embedding(ids, self.table) * 2
+
+
+OWN_INPUTS = [  # (module factory, inputs factory): rows with their own inputs
+    pytest.param(_cat_two_convs, _conv_inputs, id="cat-two-inputs-of-two-convs"),
+    pytest.param(lambda: Fn2(lambda s, x, i: torch.gather(x, 1, i)), _gather_inputs, id="gather-with-index-input"),
+    pytest.param(lambda: Fn2(_hf_mask_lookup), _hf_mask_inputs, id="index-like-hf-mask"),
+    pytest.param(RawEmbedding, lambda: (torch.tensor([[1, 9, 0], [4, 4, 7]]),), id="embedding-op"),
+]
+
+
+@BATCH.parametrize("factory, inputs", OWN_INPUTS)
+def test_model_inputs(factory, inputs):
+    return assert_port_matches(seeded(factory), inputs())
 
 
 # ---------------------------------------------------------------- transposes: only where layouts must change
@@ -226,9 +273,9 @@ SEQ = [
 ]
 
 
-@pytest.mark.parametrize("fn", SEQ)
+@BATCH.parametrize("fn", SEQ)
 def test_sequence_shapes(fn):
-    assert_port_matches(seeded(lambda: Fn(fn)), (randn(2, 3, 5),))
+    return assert_port_matches(seeded(lambda: Fn(fn)), (randn(2, 3, 5),))
 
 
 AFTER_CONV = [  # NHWC inside TF
@@ -242,47 +289,12 @@ AFTER_CONV = [  # NHWC inside TF
 ]
 
 
-@pytest.mark.parametrize("factory", AFTER_CONV)
+@BATCH.parametrize("factory", AFTER_CONV)
 def test_sequence_shapes_after_conv(factory):
-    assert_port_matches(seeded(factory), (randn(2, 3, 7, 9),))
+    return assert_port_matches(seeded(factory), (randn(2, 3, 7, 9),))
 
 
-def test_gather_with_index_input():
-    """torch.gather with an int64 index input (random parity indices stay in [0, 2])."""
-    index = torch.tensor([[[0, 1, 2, 0, 1], [2, 2, 0, 1, 0]], [[1, 0, 0, 2, 2], [0, 1, 2, 1, 0]]])
-    assert_port_matches(seeded(lambda: Fn2(lambda s, x, i: torch.gather(x, 1, i))), (randn(2, 3, 5), index))
-
-
-def test_index_like_hf_mask():
-    """The padding-mask lookup transformers records: mask[batch[:, None, None, None], kv[None, None, None, :]]."""
-    mask = torch.ones(2, 6, dtype=torch.long)
-    mask[1, 4:] = 0
-
-    def fn(s, x, m):
-        b, kv = torch.arange(m.size(0)), torch.arange(m.size(1))
-        picked = m.bool()[b[:, None, None, None], kv[None, None, None, :]]  # (B, 1, 1, S)
-        return x.masked_fill(~picked, -1e9).softmax(-1)
-
-    assert_port_matches(seeded(lambda: Fn2(fn)), (randn(2, 2, 6, 6), mask))
-
-
-class RawEmbedding(nn.Module):
-    """F.embedding with a raw weight (no nn.Embedding): ids -> rows."""
-
-    def __init__(self):
-        super().__init__()
-        self.table = nn.Parameter(torch.randn(10, 4))
-
-    def forward(self, ids):
-        return F.embedding(ids, self.table) * 2
-
-
-def test_embedding_op():
-    assert_port_matches(seeded(RawEmbedding), (torch.tensor([[1, 9, 0], [4, 4, 7]]),))
-
-
-# ---------------------------------------------------------------- padding, shuffle and resampling modules (tfjs too)
-BATCH = TfjsBatch()
+# ---------------------------------------------------------------- padding, shuffle and resampling modules
 
 
 def mod(module_factory, conv: int | None = None):

@@ -136,6 +136,81 @@ def linspace(start, end, steps: int, dtype=tf.float32):
     return tf.cast(tf.where(i < steps // 2, up, down), dtype)
 
 
+def einsum(equation: str, *operands):
+    """torch.einsum for one or two operands as transposes, sums and one batched matmul.
+
+    tfjs's wasm backend has no Einsum kernel (and its cpu one rejects ``...``), so the
+    equation is planned here: labels only one operand has are summed out unless the output
+    keeps them; shared labels the output keeps are batch dims, the others are contracted.
+    """
+    xs = [tf.convert_to_tensor(x) for x in operands]
+    inputs, out = _einsum_labels(equation, [x.shape.rank for x in xs])
+    if len(xs) == 1:
+        x, labels = _sum_out(xs[0], inputs[0], set(out))
+        return tf.transpose(x, [labels.index(ch) for ch in out]) if labels != out else x
+    (a, la), (b, lb) = _sum_out(xs[0], inputs[0], set(out) | set(inputs[1])), \
+        _sum_out(xs[1], inputs[1], set(out) | set(inputs[0]))
+    batch = [ch for ch in la if ch in lb and ch in out]
+    summed = [ch for ch in la if ch in lb and ch not in out]
+    free_a, free_b = [ch for ch in la if ch not in lb], [ch for ch in lb if ch not in la]
+    sizes = {**_sizes(a, la), **_sizes(b, lb)}
+    a = _grouped(a, la, [batch, free_a, summed], sizes)
+    b = _grouped(b, lb, [batch, summed, free_b], sizes)
+    product = tf.matmul(a, b)  # (batch, free_a, free_b)
+    labels = batch + free_a + free_b
+    product = tf.reshape(product, _stacked([sizes[ch] for ch in labels]))
+    return tf.transpose(product, [labels.index(ch) for ch in out]) if labels != list(out) else product
+
+
+def _einsum_labels(equation: str, ranks: list[int]) -> tuple[list[list[str]], list[str]]:
+    """Per-operand label lists and the output's; ``...`` becomes upper-case labels aligned on the right."""
+    lhs, _, rhs = equation.replace(" ", "").partition("->")
+    terms = lhs.split(",")
+    n_ellipsis = max((r - len(t.replace("...", "")) for t, r in zip(terms, ranks) if "..." in t), default=0)
+    spare = [ch for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if ch not in equation][:n_ellipsis]
+
+    def expand(term: str, rank: int) -> list[str]:
+        k = rank - len(term.replace("...", "")) if "..." in term else 0
+        return list(term.replace("...", "".join(spare[n_ellipsis - k:])))
+
+    inputs = [expand(t, r) for t, r in zip(terms, ranks)]
+    if not _:  # implicit output: the labels seen once, in alphabetical order, after the ellipsis dims
+        counts = [ch for term in inputs for ch in term]
+        out = spare + sorted(ch for ch in set(counts) if counts.count(ch) == 1 and ch.islower())
+    else:
+        out = list(rhs.replace("...", "".join(spare)))
+    for term in inputs:
+        if len(set(term)) != len(term):
+            raise ValueError(f"einsum {equation!r}: a label repeated within one operand (a diagonal)")
+    return inputs, out
+
+
+def _sizes(x, labels):
+    shape = tf.shape(x)
+    return {ch: (x.shape[i] if x.shape[i] is not None else shape[i]) for i, ch in enumerate(labels)}
+
+
+def _sum_out(x, labels: list[str], keep: set):
+    """Sum away the labels no other operand and not the output has."""
+    gone = [i for i, ch in enumerate(labels) if ch not in keep]
+    if gone:
+        x = tf.reduce_sum(x, gone)
+    return x, [ch for ch in labels if ch in keep]
+
+
+def _grouped(x, labels: list[str], groups: list[list[str]], sizes: dict):
+    """x transposed to the groups' label order and reshaped to one axis per group (size 1 when empty)."""
+    order = [ch for g in groups for ch in g]
+    if order != labels:
+        x = tf.transpose(x, [labels.index(ch) for ch in order])
+    return tf.reshape(x, _stacked([tf.reduce_prod(_stacked([sizes[ch] for ch in g])) for g in groups]))
+
+
+def _stacked(sizes: list):
+    """A shape vector from static ints and run-time sizes (int32; empty for a scalar)."""
+    return tf.stack([tf.cast(n, tf.int32) for n in sizes]) if sizes else tf.constant([], tf.int32)
+
+
 # ---------------------------------------------------------------- pixel/channel shuffles (reshape + transpose)
 def _lead(x, trailing: int):
     """The run-time sizes of every axis but the last ``trailing`` ones (the batch may be dynamic)."""

@@ -134,7 +134,7 @@ add = op_mapping(A.add.Tensor, A.add.Scalar, A.add_.Tensor, operator.add)(_binar
 sub = op_mapping(A.sub.Tensor, A.sub.Scalar, A.sub_.Tensor, operator.sub)(_binary("sub"))
 rsub = op_mapping(A.rsub.Scalar, A.rsub.Tensor)(_binary("sub", swap=True))
 mul = op_mapping(A.mul.Tensor, A.mul.Scalar, A.mul_.Tensor, operator.mul)(_binary("mul"))
-div = op_mapping(A.div.Tensor, A.div.Scalar, A.div_.Tensor, A.div.Tensor_mode, operator.truediv)(_binary("div"))
+div = op_mapping(A.div.Tensor, A.div.Scalar, A.div_.Tensor, operator.truediv)(_binary("div"))
 floordiv = op_mapping(operator.floordiv)(_binary("floordiv"))
 
 
@@ -254,6 +254,126 @@ cos = op_mapping(A.cos.default)(_unary("tf.cos"))
 sin = op_mapping(A.sin.default)(_unary("tf.sin"))
 erf = op_mapping(A.erf.default)(_unary("tf.math.erf"))
 square = op_mapping(A.square.default)(_unary("tf.square"))
+erf_alias = op_mapping(A.special_erf.default)(_unary("tf.math.erf"))
+
+
+def _rounding(fn: str):
+    """floor/ceil/round: integers are returned as they are (torch keeps their dtype)."""
+    def emit(c):
+        x = c.arg(0, "self")
+        if not x.dtype.is_floating_point:
+            return c.alias(x, x.layout)
+        decimals = c.node.kwargs.get("decimals", 0)
+        if decimals:  # torch: nearbyint(x * 10^d) / 10^d
+            var = c.tensor(x, x.layout)
+            return c.out(f"{fn}({var} * {10.0 ** decimals!r}) / {10.0 ** decimals!r}", x.layout)
+        return c.out(f"{fn}({c.tensor(x, x.layout)})", x.layout)
+
+    return emit
+
+
+floor = op_mapping(A.floor.default)(_rounding("tf.math.floor"))
+ceil = op_mapping(A.ceil.default)(_rounding("tf.math.ceil"))
+round_ = op_mapping(A.round.default, A.round.decimals)(_rounding("tf.math.round"))  # half to even everywhere
+sign = op_mapping(A.sign.default)(_unary("tf.math.sign"))
+log1p = op_mapping(A.log1p.default)(_unary("tf.math.log1p"))
+expm1 = op_mapping(A.expm1.default)(_unary("tf.math.expm1"))
+log2 = op_mapping(A.log2.default)(_unary(f"{1 / math.log(2)!r} * tf.math.log"))
+log10 = op_mapping(A.log10.default)(_unary(f"{1 / math.log(10)!r} * tf.math.log"))
+tan = op_mapping(A.tan.default)(_unary("tf.math.tan"))
+atan = op_mapping(A.atan.default)(_unary("tf.math.atan"))
+asin = op_mapping(A.asin.default)(_unary("tf.math.asin"))
+acos = op_mapping(A.acos.default)(_unary("tf.math.acos"))
+sinh = op_mapping(A.sinh.default)(_unary("tf.math.sinh"))
+cosh = op_mapping(A.cosh.default)(_unary("tf.math.cosh"))
+
+
+@op_mapping(A.trunc.default)
+def trunc(c):
+    """Round toward zero: ceil below 0, floor above (neither TF's Cast nor tfjs has a Trunc op for floats)."""
+    x = c.arg(0, "self")
+    if not x.dtype.is_floating_point:
+        return c.alias(x, x.layout)
+    var = c.tensor(x, x.layout)
+    return c.out(f"tf.where({var} < 0, tf.math.ceil({var}), tf.math.floor({var}))", x.layout)
+
+
+def _named(c, parts: list[str]) -> list[str]:
+    """Operands used more than once: each expression gets a variable (identifiers and numbers stay)."""
+    return [p if p.isidentifier() or p.replace(".", "", 1).lstrip("-").isdigit() else
+            c.em.assign(f"{c.node.name}_arg", p) for p in parts]
+
+
+def _floor_mod_div(c, a_text: str, b_text: str, kind: str, dtype: torch.dtype) -> str:
+    """remainder (floor mod), fmod (sign of the dividend), floor and trunc division, as torch defines them.
+
+    tfjs lacks TruncateMod/TruncateDiv, so the truncating forms correct the floored ones where
+    the remainder is non-zero and the signs differ.
+    """
+    if kind == "remainder":
+        return f"tf.math.floormod({a_text}, {b_text})"
+    if kind == "floor":
+        return f"tf.math.floordiv({a_text}, {b_text})"
+    if kind == "trunc" and dtype.is_floating_point:
+        q = c.em.assign(f"{c.node.name}_q", f"{a_text} / {b_text}")
+        return f"tf.where({q} < 0, tf.math.ceil({q}), tf.math.floor({q}))"
+    r = c.em.assign(f"{c.node.name}_r", f"tf.math.floormod({a_text}, {b_text})")
+    mixed = f"tf.logical_and(tf.not_equal({r}, 0), tf.not_equal({a_text} < 0, {b_text} < 0))"
+    if kind == "fmod":
+        return f"tf.where({mixed}, {r} - {b_text}, {r})"
+    return f"tf.where({mixed}, tf.math.floordiv({a_text}, {b_text}) + 1, tf.math.floordiv({a_text}, {b_text}))"
+
+
+def _modular(kind: str | None):
+    def emit(c):
+        """remainder / fmod / floor_divide, and div(..., rounding_mode='floor' | 'trunc')."""
+        a, b = c.arg(0, "self"), c.arg(1, "other")
+        mode = kind or c.node.kwargs.get("rounding_mode")
+        if mode is None:
+            return _binary("div")(c)
+        if not any(isinstance(v, TensorValue) for v in (a, b)):
+            raise NotSupported(f"{mode} division of two Python numbers")
+        parts, want = elementwise(c, (a, b), typed=True)
+        return c.out(_floor_mod_div(c, *_named(c, parts), mode, c.out_meta.dtype), want)
+
+    return emit
+
+
+remainder = op_mapping(A.remainder.Scalar, A.remainder.Tensor, A.remainder.Scalar_Tensor)(_modular("remainder"))
+fmod = op_mapping(A.fmod.Scalar, A.fmod.Tensor)(_modular("fmod"))
+floor_divide = op_mapping(A.floor_divide.default, A.floor_divide.Scalar)(_modular("floor"))
+div_mode = op_mapping(A.div.Tensor_mode, A.div.Scalar_mode)(_modular(None))
+
+
+def _shift(left: bool):
+    def emit(c):
+        """x << k / x >> k on integers as * 2**k / floor division by 2**k (tfjs has no shift ops)."""
+        x, k = c.arg(0, "self"), c.arg(1, "other")
+        if not isinstance(x, TensorValue) or isinstance(k, TensorValue) or x.dtype.is_floating_point:
+            raise NotSupported("bit shifts of an integer tensor by a Python int only")
+        var = c.tensor(x, x.layout)
+        factor = scalar(2 ** int(k), x.dtype)
+        return c.out(f"{var} * {factor}" if left else f"tf.math.floordiv({var}, {factor})", x.layout)
+
+    return emit
+
+
+lshift = op_mapping(A.__lshift__.Scalar, A.bitwise_left_shift.Tensor_Scalar)(_shift(left=True))
+rshift = op_mapping(A.__rshift__.Scalar, A.bitwise_right_shift.Tensor_Scalar)(_shift(left=False))
+
+
+@op_mapping(A.atan2.default)
+def atan2(c):
+    (a, b), want = elementwise(c, (c.arg(0, "self"), c.arg(1, "other")))
+    return c.out(f"tf.math.atan2({a}, {b})", want)
+
+
+@op_mapping(A.hypot.default)
+def hypot(c):
+    """sqrt(a^2 + b^2) (TF has no Hypot op)."""
+    (a, b), want = elementwise(c, (c.arg(0, "self"), c.arg(1, "other")))
+    a, b = _named(c, [a, b])
+    return c.out(f"tf.sqrt({a} * {a} + {b} * {b})", want)
 
 
 @op_mapping(A.pow.Tensor_Scalar, A.pow.Tensor_Tensor, A.pow.Scalar)
@@ -283,6 +403,49 @@ def _matmul_expr(c, a: TensorValue, b: TensorValue) -> str:
     ib, tb = _matmul_operand(c, b, allow_transposed=True)
     flags = (", transpose_a=True" if ta else "") + (", transpose_b=True" if tb else "")
     return f"L.matmul({ia}, {ib}{flags})"
+
+
+@op_mapping(A.baddbmm.default)
+def baddbmm(c):
+    """baddbmm(self, b1, b2, beta=1, alpha=1) = beta * self + alpha * (b1 @ b2)."""
+    bias, a, b = c.arg(0, "self"), c.arg(1, "batch1"), c.arg(2, "batch2")
+    beta, alpha = c.node.kwargs.get("beta", 1), c.node.kwargs.get("alpha", 1)
+    product = _matmul_expr(c, a, b) if alpha == 1 else f"{scalar(alpha)} * {_matmul_expr(c, a, b)}"
+    if beta == 0:  # torch ignores self then, NaNs included
+        return c.out(product, lay.identity(3))
+    scaled = broadcast_operand(c, bias, lay.identity(3))
+    return c.out(f"{product} + {scaled if beta == 1 else f'{scalar(beta)} * {scaled}'}", lay.identity(3))
+
+
+@op_mapping(A.einsum.default)
+def einsum(c):
+    """torch.einsum of one or two tensors, planned as transposes, sums and a batched matmul (L.shape.einsum)."""
+    equation, operands = c.arg(0, "equation"), list(c.arg(1, "tensors"))
+    if len(operands) > 2:
+        raise NotSupported("einsum of more than two tensors (write it as two einsums)")
+    terms = equation.replace(" ", "").split("->")[0].split(",")
+    if any(len(set(t.replace("...", ""))) != len(t.replace("...", "")) for t in terms):
+        raise NotSupported("einsum with a label repeated within one operand (a diagonal or trace)")
+    if len({v.dtype for v in operands}) != 1:
+        raise NotSupported("einsum of tensors with different dtypes")
+    parts = ", ".join(c.tensor(v, lay.identity(v.rank)) for v in operands)
+    return c.out(f"L.shape.einsum({equation!r}, {parts})", lay.identity(len(c.out_shape)))
+
+
+@op_mapping(A.outer.default)
+def outer(c):
+    """torch.outer(a, b): a column times a row."""
+    (a, b), _ = elementwise(c, (c.arg(0, "self"), c.arg(1, "vec2")))
+    return c.out(f"tf.reshape({a}, [-1, 1]) * tf.reshape({b}, [1, -1])", lay.identity(2))
+
+
+@op_mapping(A.eye.default, A.eye.m)
+def eye(c):
+    """torch.eye(n[, m]) made in forward(): a comparison of two ranges (no MatrixDiag op needed)."""
+    n = c.arg(0, "n")
+    m = c.arg(1, "m") if c.node.target == A.eye.m else n
+    ones = f"tf.equal(tf.range({c.render(n)})[:, None], tf.range({c.render(m)})[None, :])"
+    return c.out(cast_expr(ones, torch.bool, c.out_meta.dtype), lay.identity(2))
 
 
 @op_mapping(A.addmm.default)
@@ -318,12 +481,9 @@ def _reduce(fn: str):
         x = c.arg(0, "self")
         dim = c.arg(1, "dim", None) if len(c.node.args) > 1 or "dim" in c.node.kwargs else None
         keepdim = c.arg(2, "keepdim", False)
-        if c.node.kwargs.get("dtype") is not None:
-            raise NotSupported("reduction with dtype=")
         want = keep_layout(x)
-        text = c.tensor(x, want)
-        if x.dtype != c.out_meta.dtype:  # sum of a bool mask is int64 in torch
-            text = f"tf.cast({text}, {tf_dtype(c.out_meta.dtype)})"
+        # sum of a bool mask is int64 in torch, all/any test != 0; a dtype= argument is the result dtype
+        text = cast_expr(c.tensor(x, want), x.dtype, c.out_meta.dtype)
         if dim is None or dim == []:
             return c.out(f"{fn}({text})", lay.identity(0))
         dims = sorted({d % x.rank for d in (dim if isinstance(dim, (list, tuple)) else [dim])})
@@ -340,6 +500,84 @@ mean = op_mapping(A.mean.dim, A.mean.default)(_reduce("tf.reduce_mean"))
 sum_ = op_mapping(A.sum.dim_IntList, A.sum.default)(_reduce("tf.reduce_sum"))
 amax = op_mapping(A.amax.default, A.max.default)(_reduce("tf.reduce_max"))
 amin = op_mapping(A.amin.default, A.min.default)(_reduce("tf.reduce_min"))
+prod = op_mapping(A.prod.default, A.prod.dim_int)(_reduce("tf.reduce_prod"))
+all_ = op_mapping(A.all.default, A.all.dim, A.all.dims)(_reduce("tf.reduce_all"))
+any_ = op_mapping(A.any.default, A.any.dim, A.any.dims)(_reduce("tf.reduce_any"))
+
+
+def _moment_args(c) -> tuple[TensorValue, list[int], float, bool]:
+    """(x, torch dims, correction, keepdim) of var/std/var_mean/std_mean, .dim or .correction form."""
+    x = c.arg(0, "self")
+    dim = c.arg(1, "dim", None)
+    dims = list(range(x.rank)) if dim is None else sorted({d % x.rank for d in
+                                                            (dim if isinstance(dim, (list, tuple)) else [dim])})
+    if c.node.target._overloadname == "correction":
+        correction = c.node.kwargs.get("correction")
+        correction = 1 if correction is None else correction
+        keepdim = c.node.kwargs.get("keepdim", False)
+    else:
+        correction = 1 if c.arg(2, "unbiased", True) else 0
+        keepdim = c.arg(3, "keepdim", False)
+    return x, dims, float(correction), bool(keepdim)
+
+
+def traced_size(c, index: int, dim: int) -> int | None:
+    """torch dim ``dim`` of argument ``index`` as export traced it: an int if static, None if symbolic (the batch)."""
+    arg = c.node.args[index]
+    val = arg.meta.get("val") if hasattr(arg, "meta") else None
+    n = val.shape[dim] if isinstance(val, torch.Tensor) else None
+    return n if isinstance(n, int) else None
+
+
+def _moments(c) -> tuple[str, str, lay.Layout]:
+    """(variance, mean, layout): mean, then the mean of squared deviations over N - correction."""
+    x, dims, correction, keepdim = _moment_args(c)
+    want = keep_layout(x)
+    var = c.tensor(x, want)
+    axes = [want.tf_axis(d) for d in dims]
+    sizes = [traced_size(c, 0, d) for d in dims]
+    count = (str(float(math.prod(sizes))) if None not in sizes else
+             f"tf.cast(tf.reduce_prod(tf.gather(tf.shape({var}), {axes})), {var}.dtype)")
+    mean = c.em.assign(f"{c.node.name}_mean", f"tf.reduce_mean({var}, {axes}, keepdims=True)")
+    dev = c.em.assign(f"{c.node.name}_dev", f"{var} - {mean}")
+    variance = f"tf.reduce_sum({dev} * {dev}, {axes}, keepdims={keepdim}) / ({count} - {correction})"
+    mean_out = mean if keepdim else f"tf.squeeze({mean}, {axes})"
+    return variance, mean_out, want if keepdim else drop_dims(want, dims)
+
+
+@op_mapping(A.var.dim, A.var.correction, A.std.dim, A.std.correction)
+def var_std(c):
+    """x.var / x.std over dims with Bessel's correction (unbiased=, correction=), as torch computes them."""
+    variance, _, layout = _moments(c)
+    std = c.node.target in (A.std.dim, A.std.correction)
+    return c.out(f"tf.sqrt({variance})" if std else variance, layout)
+
+
+@op_mapping(A.var_mean.dim, A.var_mean.correction, A.std_mean.dim, A.std_mean.correction)
+def var_std_mean(c):
+    """torch.var_mean / std_mean: (var or std, mean)."""
+    variance, mean, layout = _moments(c)
+    std = c.node.target in (A.std_mean.dim, A.std_mean.correction)
+    return _outputs(c, [f"tf.sqrt({variance})" if std else variance, mean], layout)
+
+
+@op_mapping(A.logsumexp.default)
+def logsumexp(c):
+    """log(sum(exp(x))) over dims, shifted by the max (a row of -inf gives -inf, as in torch).
+
+    tf.math.reduce_logsumexp uses IsFinite, which tfjs lacks.
+    """
+    x, dim, keepdim = c.arg(0, "self"), c.arg(1, "dim"), bool(c.arg(2, "keepdim", False))
+    dims = sorted({d % x.rank for d in (dim if isinstance(dim, (list, tuple)) else [dim])})
+    want = keep_layout(x)
+    var = cast_expr(c.tensor(x, want), x.dtype, c.out_meta.dtype)
+    axes = [want.tf_axis(d) for d in dims]
+    top = c.em.assign(f"{c.node.name}_max", f"tf.reduce_max({var}, {axes}, keepdims=True)")
+    shift = c.em.assign(f"{c.node.name}_shift", f"tf.where(tf.abs({top}) < float('inf'), {top}, tf.zeros_like({top}))")
+    expr = f"tf.math.log(tf.reduce_sum(tf.exp({var} - {shift}), {axes}, keepdims=True)) + {shift}"
+    if keepdim:
+        return c.out(expr, want)
+    return c.out(f"tf.squeeze({expr}, {axes})", drop_dims(want, dims))
 
 
 def _outputs(c, exprs: list[str], layout: lay.Layout) -> list[TensorValue]:
@@ -534,4 +772,6 @@ def triangle(c):
 MAPPINGS = (add, sub, rsub, mul, div, floordiv, eq, ne, lt, le, gt, ge, maximum, minimum, and_, or_, xor, not_,
             where, masked_fill, clamp, neg, exp, log, sqrt, rsqrt, abs_, reciprocal, cos, sin, erf, square, pow_, matmul,
             addmm, linear, mean, sum_, amax, amin, max_dim, min_dim, argmax, argmin, topk, sort, argsort, cumsum,
-            linspace, py_pow, py_mod, py_compare, sym_float, triangle)
+            linspace, py_pow, py_mod, py_compare, sym_float, triangle, prod, all_, any_, var_std, var_std_mean,
+            logsumexp, erf_alias, floor, ceil, round_, sign, log1p, expm1, log2, log10, tan, atan, asin, acos, sinh,
+            cosh, trunc, remainder, fmod, floor_divide, div_mode, atan2, hypot, baddbmm, outer, eye, lshift, rshift, einsum)

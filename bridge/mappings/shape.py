@@ -186,6 +186,17 @@ def t(c):
     return c.alias(x, x.layout) if x.rank < 2 else _permuted(c, x, (1, 0))
 
 
+@op_mapping(A.numpy_T.default, A.mT.default, A.mH.default, A.adjoint.default)
+def matrix_t(c):
+    """``x.T`` (all dims reversed) and ``x.mT`` / ``x.mH`` (last two swapped; real tensors): a layout change."""
+    x = c.arg(0, "self")
+    if x.rank < 2:
+        return c.alias(x, x.layout)
+    if c.node.target == A.numpy_T.default:
+        return _permuted(c, x, tuple(reversed(range(x.rank))))
+    return _permuted(c, x, (*range(x.rank - 2), x.rank - 1, x.rank - 2))
+
+
 @op_mapping(A.squeeze.default, A.squeeze.dim, A.squeeze.dims)
 def squeeze(c):
     """Drop size-1 dims in whatever layout the value has: the remaining axes keep their TF order."""
@@ -584,8 +595,7 @@ def repeat_interleave(c):
     src = keep_layout(x)
     var = c.tensor(x, src)
     axis = src.tf_axis(dim % x.rank)
-    n = x.shape[dim % x.rank]
-    size = n if isinstance(n, int) else f"tf.shape({var})[{axis}]"
+    size = x.shape[dim % x.rank] if _is_static(c, 0, dim % x.rank) else f"tf.shape({var})[{axis}]"
     return c.out(f"tf.gather({var}, tf.range({size} * {r}) // {r}, axis={axis})", src)
 
 
@@ -603,7 +613,7 @@ def narrow(c):
     if isinstance(start, TensorValue):
         raise NotSupported("narrow with a tensor start")
     if isinstance(start, int) and start < 0:
-        if not isinstance(x.shape[dim], int):
+        if not _is_static(c, 0, dim):
             raise NotSupported("narrow with a negative start on a dynamic dim")
         start += x.shape[dim]
     src = keep_layout(x)
@@ -616,7 +626,7 @@ def narrow(c):
 MAPPINGS = (flatten, flatten_op, reshape, permute, transpose, t, squeeze, unsqueeze, cat, stack, slice_op, select,
             sym_size, getitem, pad, expand, index, index_select, gather, split, unbind,
             expand_as, unflatten, pixel_shuffle, channel_shuffle, upsample, flip, roll, repeat, tile,
-            repeat_interleave, repeat_interleave_tensor, narrow)
+            repeat_interleave, repeat_interleave_tensor, narrow, matrix_t)
 
 
 DECOMPOSE = {
