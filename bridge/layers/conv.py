@@ -13,6 +13,9 @@ Torch semantics that Keras/TF lack are handled here:
   ``output_padding`` zeros; the tfjs converter has no Conv3DBackpropInputV2, so
   3-D ones run as zero-stuffing, padding and a Conv3D with the flipped kernel.
   Dilation is already in the kernel (zeros between taps, see transforms.py).
+* an empty batch: TF's oneDNN Conv2D/Conv3D/DepthwiseConv2dNative (on by default on x86)
+  return their *input's* shape for a batch of 0, so each VALID conv's result is reshaped to
+  its own output shape (``_out_shaped``): a no-op for any other batch.
 """
 
 from __future__ import annotations
@@ -55,9 +58,10 @@ class ConvNd(Layer):
         return _unbatched(self._call_batched, x) if not self.batched else self._call_batched(x)
 
     def _call_batched(self, x):
+        sizes = padded_sizes(x, self.padding)
         x = spatial_pad(x, self.padding, self.padding_mode)
         run_stride = self._run_stride()
-        y = self._conv(x, run_stride)
+        y = self._conv(x, run_stride, sizes)
         if run_stride != self.stride:
             y = y[(slice(None), *[slice(None, None, s) for s in self.stride], slice(None))]
         return y + self.bias if self.bias is not None else y
@@ -76,18 +80,46 @@ class ConvNd(Layer):
             return ones
         return self.stride
 
-    def _conv(self, x, stride):
+    def _conv(self, x, stride, sizes):
         if self.depthwise:
-            return tf.nn.depthwise_conv2d(x, self.kernel, [1, *stride, 1], "VALID", dilations=list(self.dilation))
-        return _valid_conv(x, self.kernel, stride, self.dilation, self.groups)
+            y = tf.nn.depthwise_conv2d(x, self.kernel, [1, *stride, 1], "VALID", dilations=list(self.dilation))
+            return _out_shaped(y, sizes, self.kernel.shape[:2], stride, self.dilation,
+                               self.kernel.shape[2] * self.kernel.shape[3])
+        return _valid_conv(x, self.kernel, stride, self.dilation, self.groups, sizes)
 
 
-def _valid_conv(x, kernel, stride, dilation, groups: int):
-    """VALID Conv2D/Conv3D of channels-last x with a (*k, in/groups, out) kernel, groups split."""
-    strides, dil = [1, *stride, 1], list(dilation)
+def _valid_conv(x, kernel, stride, dilation, groups: int, sizes):
+    """VALID Conv2D/Conv3D of channels-last x (spatial ``sizes``) with a (*k, in/groups, out) kernel, groups split."""
+    strides, dil, spatial = [1, *stride, 1], list(dilation), kernel.shape[:-2]
     if len(stride) == 2:
-        return _group_split(x, kernel, groups, lambda a, k: tf.nn.conv2d(a, k, strides, "VALID", dilations=dil))
-    return _group_split(x, kernel, groups, lambda a, k: tf.nn.conv3d(a, k, strides, "VALID", dilations=[1, *dil, 1]))
+        def op(a, k):
+            return _out_shaped(tf.nn.conv2d(a, k, strides, "VALID", dilations=dil), sizes, spatial, stride,
+                               dilation, k.shape[-1])
+    else:
+        def op(a, k):
+            return _out_shaped(tf.nn.conv3d(a, k, strides, "VALID", dilations=[1, *dil, 1]), sizes, spatial,
+                               stride, dilation, k.shape[-1])
+    return _group_split(x, kernel, groups, op)
+
+
+def padded_sizes(x, pads=None) -> list:
+    """The spatial sizes of channels-last x plus (before, after) ``pads``: ints where static, else scalars.
+
+    Read from the unpadded tensor: a Shape of the Pad output would stop grappler folding the Pad into the conv.
+    """
+    pads = pads or [(0, 0)] * (x.shape.rank - 2)
+    return [(x.shape[axis] if x.shape[axis] is not None else tf.shape(x)[axis]) + b + e
+            for axis, (b, e) in enumerate(pads, start=1)]
+
+
+def _out_shaped(y, sizes, kernel_size, stride, dilation, channels: int):
+    """y reshaped to the VALID conv's output shape (-1, *spatial, channels) for inputs of spatial ``sizes``.
+
+    TF's oneDNN kernels give a batch of 0 the input's shape; for any other batch this is a no-op.
+    """
+    dims = [(n - d * (int(k) - 1) - 1) // s + 1 for n, k, s, d in zip(sizes, kernel_size, stride, dilation)]
+    shape = [-1, *dims, int(channels)]
+    return tf.reshape(y, shape if all(isinstance(n, int) for n in dims) else tf.stack(shape))
 
 
 def conv(x, weight, bias, stride, padding, dilation, groups: int):
@@ -99,10 +131,11 @@ def conv(x, weight, bias, stride, padding, dilation, groups: int):
         return tf.squeeze(y, 1)
     rank = len(stride)
     kernel = tf.transpose(weight, [*range(2, rank + 2), 1, 0])  # (*k, I/g, O)
+    sizes = padded_sizes(x, padding)
     x = spatial_pad(x, padding)
     ones = (1,) * rank
     run = ones if tuple(dilation) != ones and tuple(stride) != ones else tuple(stride)  # tfjs: not both > 1
-    y = _valid_conv(x, kernel, run, dilation, groups)
+    y = _valid_conv(x, kernel, run, dilation, groups, sizes)
     if run != tuple(stride):
         y = y[(slice(None), *[slice(None, None, s) for s in stride], slice(None))]
     return y + bias if bias is not None else y
@@ -181,9 +214,11 @@ class ConvTransposeNd(Layer):
             x = _stuff_zeros(x, 1 + i, s)
         pads = {1 + i: (k - 1 - p, k - 1 - p + o - (s - 1))
                 for i, (k, s, p, o) in enumerate(zip(self.kernel_size, self.stride, self.padding, self.output_padding))}
+        sizes = padded_sizes(x, [pads[1 + i] for i in range(self.rank)])
         x = pad_axes(x, pads)
-        op = tf.nn.conv2d if self.rank == 2 else tf.nn.conv3d
-        return _group_split(x, self.kernel, self.groups, lambda a, k: op(a, k, [1] * (self.rank + 2), "VALID"))
+        op, ones = (tf.nn.conv2d if self.rank == 2 else tf.nn.conv3d), (1,) * self.rank
+        return _group_split(x, self.kernel, self.groups, lambda a, k: _out_shaped(
+            op(a, k, [1] * (self.rank + 2), "VALID"), sizes, self.kernel_size, ones, ones, k.shape[-1]))
 
 
 def _conv_transpose(x, kernel, stride, padding, output_padding, groups: int):

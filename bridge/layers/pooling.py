@@ -11,6 +11,7 @@ Shapes are static here: the spatial size is known when the graph is traced.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -252,7 +253,10 @@ def unpool_to(x, indices, sizes):
         plane = plane * v
     shape = tf.shape(x)
     batch, channels = shape[0], shape[-1]
-    where = tf.cast(tf.reshape(indices, [batch, -1, channels]), tf.int32)
+    # (-1, plane_in, C), not (batch, -1, C): tfjs cannot infer a -1 next to an explicit batch of 0
+    inner = indices.shape[1:-1]
+    plane_in = math.prod(inner.as_list()) if inner.is_fully_defined() else tf.reduce_prod(tf.shape(indices)[1:-1])
+    where = tf.cast(tf.reshape(indices, [-1, plane_in, channels]), tf.int32)
     flat = (tf.range(batch)[:, None, None] * plane + where) * channels + tf.range(channels)[None, None, :]
     flat = tf.reshape(flat, [-1, 1])
     total = tf.reshape(batch * plane * channels, [1])
