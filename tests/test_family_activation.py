@@ -4,7 +4,8 @@ inputs and on channels-last conv feature maps (where dim=1 is the last TF axis).
 Every row is checked in TF on its own and in tfjs cpu and wasm. The elementwise tables
 (MODULES, FUNCTIONS, DTYPES, HF_ACTIVATIONS in each context) go to tfjs as one model per
 table (``Bundle``: each row's module on the shared input, output i = row i), which costs
-one conversion instead of one per row; ROWS are checked one model per row."""
+one conversion instead of one per row, and is held to 1e-4 absolute (the tightest bound any one
+row could have); ROWS are checked one model per row."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from _parity import Fn, assert_port_matches, randn, seeded
-from _tfjs_batch import TfjsBatch
+from _tfjs_batch import RTOL, TfjsBatch
 
 BATCH = TfjsBatch()  # every table below is checked in tfjs (cpu, wasm) too: test_tfjs_activations, last
 
@@ -271,4 +272,9 @@ for _id, (_rows, _shape) in BUNDLES.items():
 
 @pytest.mark.node
 def test_tfjs_activations(node_or_skip):
-    BATCH.assert_all_within()
+    result = BATCH.assert_all_within()
+    # a bundle's bound scales with the largest output of all its rows; its error must also be within the
+    # smallest bound any one row can have, 1e-4 * 1, so no row is checked looser than on its own
+    loose = [r.line() for r in result.rows if r.row_id.startswith("bundle[")
+             and any(b.max_abs_error > RTOL for b in r.backends.values())]
+    assert not loose, loose

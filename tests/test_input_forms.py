@@ -10,7 +10,9 @@ on its own input, output i = form i): the 0-d activations, and the empty batch o
 empty batch runs in TF and in tfjs cpu (``EMPTY``); tfjs wasm's Transpose traps ("divide by zero") on
 a zero-size tensor, and every channels-last layer starts with one: the bridge should say so, see
 ``test_tfjs_wasm_says_it_cannot_take_an_empty_batch``.
-``test_every_mapped_class_has_an_input_form_row`` keeps the table complete.
+A group is held to 1e-4 absolute in tfjs (the tightest bound any one form could have).
+``test_every_mapped_class_has_an_input_form_row`` keeps the table complete. An empty-batch example
+through a reshape by ``x.size(0)`` is a known trace bug (xfail, strict).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from _parity import Fn, assert_port_matches, randn, seeded
-from _tfjs_batch import TfjsBatch
+from _tfjs_batch import RTOL, TfjsBatch
 
 FAMILIES = ("conv", "norm", "pooling", "linear", "activation")
 BATCH = TfjsBatch()  # FORMS and the non-empty GROUPS: tfjs cpu and wasm
@@ -314,9 +316,17 @@ def test_every_group_form_runs_in_torch_and_the_empty_ones_have_batch_0():
             assert ("empty" in f.form) == (x.dim() > 0 and x.shape[0] == 0), f.id
 
 
+def _within_every_row_bound(result) -> list[str]:
+    """A group's bound scales with its largest output; its error must also be within 1e-4 * 1, the smallest
+    bound any one form could have, so no form is checked looser than on its own."""
+    return [r.line() for r in result.rows if r.row_id.startswith("group[")
+            and any(b.max_abs_error > RTOL for b in r.backends.values())]
+
+
 @pytest.mark.node
 def test_tfjs_input_forms(node_or_skip):
-    BATCH.assert_all_within()
+    result = BATCH.assert_all_within()
+    assert not _within_every_row_bound(result), _within_every_row_bound(result)
 
 
 @functools.cache
@@ -331,7 +341,8 @@ def test_tfjs_cpu_empty_batch(node_or_skip):
     """Every empty-batch group is within 1e-4 * max(1, max|torch|) on tfjs cpu (zero-size outputs, and the
     batch-3 and other-size input sets parity adds)."""
     rows = _empty_result().rows
-    bad = [r.line() for r in rows if r.error or r.backends["cpu"].problems or r.backends["cpu"].max_abs_error > r.bound]
+    bad = [r.line() for r in rows if r.error or r.backends["cpu"].problems
+           or r.backends["cpu"].max_abs_error > min(r.bound, RTOL)]  # min: see _within_every_row_bound
     assert len(rows) == sum(name.endswith("empty-batch") for name in GROUPS) and not bad, "\n".join(bad)
 
 
