@@ -121,6 +121,7 @@ PLAIN = [  # on a (2, 4, 5) tensor in torch's own order
     pytest.param(lambda s, x: (torch.einsum("bqd,bkd->bqk", x, x * 2), torch.einsum("i,j->ij", x[0, 0], x[1, :, 0]),
                                torch.einsum("...ij,jk", x, x[0].mT)), id="einsum-matmuls"),
     pytest.param(lambda s, x: torch.einsum("bij->jb", x) + torch.einsum("bij,bij->j", x, x)[:, None], id="einsum-sums"),
+    pytest.param(lambda s, x: torch.einsum("ab,cb,cd->ad", x[0], x[1], x[0]), id="einsum-three-operands"),
     pytest.param(lambda s, x: (x.expand(3, -1, -1, -1), x.repeat(2, 1, 3), x.repeat(1, 2, 1, 1), torch.tile(x, (2,))),
                  id="expand-repeat-tile"),
     pytest.param(lambda s, x: (x.repeat_interleave(3, dim=2), x.repeat_interleave(2)), id="repeat-interleave"),
@@ -221,7 +222,8 @@ def test_functional(fn, shapes, shape):
 # ---------------------------------------------------------------- refused with a reason, never an internal error
 REFUSED = [
     pytest.param(lambda s, x: x[x > 0], "boolean mask", id="boolean-mask-data-dependent"),
-    pytest.param(lambda s, x: x.nonzero(), "nonzero", id="nonzero"),
+    pytest.param(lambda s, x: x.nonzero(), "result size depends on the tensor's values", id="nonzero"),
+    pytest.param(lambda s, x: x.masked_select(x > 0), "result size depends", id="masked-select"),
     pytest.param(lambda s, x: torch.einsum("bii->bi", x[:, :, :4]), "diagonal", id="einsum-diagonal"),
     pytest.param(lambda s, x: torch.repeat_interleave(x, torch.tensor([1, 0, 2, 1]), dim=1),
                  "output size depends on the tensor's values", id="repeat-interleave-tensor"),

@@ -137,7 +137,7 @@ def linspace(start, end, steps: int, dtype=tf.float32):
 
 
 def einsum(equation: str, *operands):
-    """torch.einsum for one or two operands as transposes, sums and one batched matmul.
+    """torch.einsum as transposes, sums and batched matmuls, two operands at a time (left to right).
 
     tfjs's wasm backend has no Einsum kernel (and its cpu one rejects ``...``), so the
     equation is planned here: labels only one operand has are summed out unless the output
@@ -145,21 +145,25 @@ def einsum(equation: str, *operands):
     """
     xs = [tf.convert_to_tensor(x) for x in operands]
     inputs, out = _einsum_labels(equation, [x.shape.rank for x in xs])
-    if len(xs) == 1:
-        x, labels = _sum_out(xs[0], inputs[0], set(out))
-        return tf.transpose(x, [labels.index(ch) for ch in out]) if labels != out else x
-    (a, la), (b, lb) = _sum_out(xs[0], inputs[0], set(out) | set(inputs[1])), \
-        _sum_out(xs[1], inputs[1], set(out) | set(inputs[0]))
-    batch = [ch for ch in la if ch in lb and ch in out]
-    summed = [ch for ch in la if ch in lb and ch not in out]
+    x, labels = xs[0], inputs[0]
+    for k in range(1, len(xs)):
+        later = set(out).union(*inputs[k + 1:])
+        x, labels = _einsum2(x, labels, xs[k], inputs[k], later)
+    x, labels = _sum_out(x, labels, set(out))
+    return tf.transpose(x, [labels.index(ch) for ch in out]) if labels != list(out) else x
+
+
+def _einsum2(a, la: list[str], b, lb: list[str], later: set):
+    """a (labels la) times b (labels lb), keeping the labels in ``later``: (result, its labels)."""
+    (a, la), (b, lb) = _sum_out(a, la, later | set(lb)), _sum_out(b, lb, later | set(la))
+    batch = [ch for ch in la if ch in lb and ch in later]
+    summed = [ch for ch in la if ch in lb and ch not in later]
     free_a, free_b = [ch for ch in la if ch not in lb], [ch for ch in lb if ch not in la]
     sizes = {**_sizes(a, la), **_sizes(b, lb)}
     a = _grouped(a, la, [batch, free_a, summed], sizes)
     b = _grouped(b, lb, [batch, summed, free_b], sizes)
-    product = tf.matmul(a, b)  # (batch, free_a, free_b)
     labels = batch + free_a + free_b
-    product = tf.reshape(product, _stacked([sizes[ch] for ch in labels]))
-    return tf.transpose(product, [labels.index(ch) for ch in out]) if labels != list(out) else product
+    return tf.reshape(tf.matmul(a, b), _stacked([sizes[ch] for ch in labels])), labels
 
 
 def _einsum_labels(equation: str, ranks: list[int]) -> tuple[list[list[str]], list[str]]:

@@ -419,10 +419,11 @@ def baddbmm(c):
 
 @op_mapping(A.einsum.default)
 def einsum(c):
-    """torch.einsum of one or two tensors, planned as transposes, sums and a batched matmul (L.shape.einsum)."""
+    """torch.einsum, planned as transposes, sums and batched matmuls two tensors at a time (L.shape.einsum).
+
+    A contraction ``path=`` (opt_einsum's order) is ignored: the result is the same, left to right.
+    """
     equation, operands = c.arg(0, "equation"), list(c.arg(1, "tensors"))
-    if len(operands) > 2:
-        raise NotSupported("einsum of more than two tensors (write it as two einsums)")
     terms = equation.replace(" ", "").split("->")[0].split(",")
     if any(len(set(t.replace("...", ""))) != len(t.replace("...", "")) for t in terms):
         raise NotSupported("einsum with a label repeated within one operand (a diagonal or trace)")

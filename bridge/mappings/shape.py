@@ -605,6 +605,14 @@ def repeat_interleave_tensor(c):
                        "(give the repeats as a Python int, or index with a constant list)")
 
 
+@op_mapping(A.nonzero.default, A.masked_select.default, A.argwhere.default, A.unique_dim.default,
+            A._unique2.default)
+def data_dependent(c):
+    """Ops whose result size depends on the values (export gives it an unbacked size): refused with the reason."""
+    raise NotSupported("its result size depends on the tensor's values, which a static TF/tfjs graph cannot "
+                       "express here (keep a fixed-size form: a mask with torch.where/masked_fill, or topk)")
+
+
 @op_mapping(A.narrow.default)
 def narrow(c):
     """x.narrow(dim, start, length) = x[..., start:start + length] on the dim's TF axis (layout kept)."""
@@ -626,7 +634,7 @@ def narrow(c):
 MAPPINGS = (flatten, flatten_op, reshape, permute, transpose, t, squeeze, unsqueeze, cat, stack, slice_op, select,
             sym_size, getitem, pad, expand, index, index_select, gather, split, unbind,
             expand_as, unflatten, pixel_shuffle, channel_shuffle, upsample, flip, roll, repeat, tile,
-            repeat_interleave, repeat_interleave_tensor, narrow, matrix_t)
+            repeat_interleave, repeat_interleave_tensor, narrow, matrix_t, data_dependent)
 
 
 DECOMPOSE = {
