@@ -75,6 +75,13 @@ ON_CONV = [  # several forms per row (a tuple of results) keep the table small; 
                                   y.prod(1)), id="var-std-logsumexp-prod"),
     pytest.param(lambda s, y, x: (y > 0).all(1).float() + (y > 1).any(1, keepdim=True), id="all-any"),
     pytest.param(lambda s, y, x: y.mT @ y, id="mT-matmul"),
+    # permuted and flattened views of the map: the ops must follow those layouts too
+    pytest.param(lambda s, y, x: (*y.flatten(1).topk(3), y.flatten(2).argmax(-1), y.flatten(1).sort()[0][:, -5:]),
+                 id="flattened-topk-argmax-sort"),
+    pytest.param(lambda s, y, x: (y.permute(0, 2, 3, 1).roll(1, -1), y.transpose(1, 2).flip(-1),
+                                  y.permute(0, 3, 1, 2).cumsum(1), y.transpose(1, 3).var(-1)), id="permuted-views"),
+    pytest.param(lambda s, y, x: torch.cat([y, torch.zeros_like(y[:, :1]), torch.ones(2, 1, H, W)], 1).amax(1),
+                 id="cat-with-created-tensors"),
 ]
 
 
