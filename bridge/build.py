@@ -8,6 +8,8 @@ state_dict key is used exactly once, knowingly ignored, or reported.
 
 from __future__ import annotations
 
+import os
+import re
 import types
 from dataclasses import dataclass, field
 
@@ -32,8 +34,15 @@ def resolve(model, steps):
     return obj
 
 
-def load_weights(model, bindings, state_dict: dict[str, np.ndarray]) -> None:
-    """Assign ``transform(*state_dict[keys])`` to each bound TF variable; shapes must agree exactly."""
+def load_weights(model, bindings, state_dict: dict[str, np.ndarray], trainable=None) -> None:
+    """Assign ``transform(*state_dict[keys])`` to each bound TF variable; shapes must agree exactly.
+
+    ``trainable``: the torch keys that are parameters with ``requires_grad`` (see ``trainable_keys``).
+    When given, each bound variable is also named by its torch key(s) and made trainable exactly when
+    one of its keys is in it (a variable combining two keys, LSTM's biases, is trainable if either is).
+    tf.Variable's flag is fixed at creation, so a variable whose name or flag differs is replaced, at
+    the same attribute, by one with the right name, flag and value; one that already fits is assigned.
+    """
     for b in bindings:
         var = resolve(model, b.access)
         value = b.transform(*(state_dict[k] for k in b.keys))
@@ -42,7 +51,72 @@ def load_weights(model, bindings, state_dict: dict[str, np.ndarray]) -> None:
                 f"weight {b.key}: transform {b.transform.name} ({b.transform.shape_change}) gave shape "
                 f"{list(value.shape)}, but the TF variable has shape {var.shape.as_list()}"
             )
-        var.assign(value.astype(var.dtype.as_numpy_dtype))
+        value = value.astype(var.dtype.as_numpy_dtype)
+        if trainable is None:
+            var.assign(value)
+            continue
+        flag = var.dtype.is_floating and any(k in trainable for k in b.keys)
+        if var.trainable == flag and var.name == f"{b.key}:0":
+            var.assign(value)
+        else:
+            _replace(model, b.access, tf_variable(value, b.key, flag))
+
+
+def tf_variable(value: np.ndarray, name: str, trainable: bool):
+    import tensorflow as tf
+
+    try:
+        return tf.Variable(value, name=name, trainable=trainable)
+    except ValueError:  # a key with characters TF refuses in a name
+        return tf.Variable(value, name=re.sub(r"[^A-Za-z0-9_.\-/]", "_", name).lstrip("_-/") or "v",
+                           trainable=trainable)
+
+
+def _replace(model, steps, new) -> None:
+    parent = resolve(model, steps[:-1])
+    kind, part = steps[-1]
+    if kind == "attr":
+        setattr(parent, part, new)
+    else:
+        parent[part] = new
+
+
+def trainable_keys(module: torch.nn.Module) -> set[str]:
+    """The state_dict keys of parameters with ``requires_grad`` (every name of a shared parameter)."""
+    return {k for k, p in module.named_parameters(remove_duplicate=False) if p.requires_grad}
+
+
+def load_torch_weights(target, weights, *, bindings=None, trainable=None):
+    """Load torch weights into a TF port; returns the TF model.
+
+    ``target``: a ``Port`` (from ``bridge.convert``): the weights go into ``port.tf_model`` through
+    ``port.bindings``, and the trainable split follows ``port.module``'s ``requires_grad``.
+    Or a TF model instance of the port's class (``model_tf.py``), with ``bindings=port.bindings``
+    (``trainable``: the torch keys whose variables are to be trainable; default: each variable keeps
+    the flag and name the class gave it).
+    ``weights``: a state_dict (key -> torch tensor or numpy array) or a checkpoint path, read by
+    ``bridge.load_checkpoint`` (safely: no code from the file runs).
+    Every key the bindings read must be present: KeyMismatchError lists all missing ones at once.
+    Keys the port does not use are ignored here (``bridge convert`` reports them).
+    """
+    if bindings is None:
+        if not hasattr(target, "bindings"):
+            raise BridgeError("load_torch_weights: pass bindings=port.bindings with a bare TF model")
+        bindings = target.bindings
+        if trainable is None:
+            trainable = trainable_keys(target.module)
+    model = getattr(target, "tf_model", target)
+    if isinstance(weights, (str, os.PathLike)):
+        from .checkpoint import load_checkpoint
+
+        weights = load_checkpoint(weights).state_dict
+    state = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for k, v in weights.items()}
+    missing = KeyProblems()
+    missing.missing = sorted({(k, ()) for b in bindings for k in b.keys if k not in state})
+    if missing:
+        raise KeyMismatchError(missing)
+    load_weights(model, bindings, state, None if trainable is None else set(trainable))
+    return model
 
 
 @dataclass
@@ -87,3 +161,43 @@ def check_fits(module: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> 
             problems.unexpected.append((key, tuple(tensor.shape)))
     if problems:
         raise KeyMismatchError(problems)
+
+
+def access_label(steps) -> str:
+    """Access steps as a path from the model root: (('attr','features'), ('item',0), ('attr','kernel')) -> 'features/0/kernel'."""
+    return "/".join(str(part) for _, part in steps)
+
+
+def variable_summary(model, bindings, module: torch.nn.Module) -> dict:
+    """The trainable split of the TF port beside torch's parameters and buffers, for the report.
+
+    ``by_torch_key``: each bound torch key -> the TF variable path(s) holding it and whether they are
+    trainable. Where the mapping is not 1:1 the counts differ, and ``exceptions`` says why: keys
+    combined into one variable, a key bound to several variables, buffers no variable holds
+    (ignored on purpose, e.g. num_batches_tracked), and variables that hold a graph constant.
+    """
+    params = dict(module.named_parameters(remove_duplicate=False))
+    buffers = dict(module.named_buffers(remove_duplicate=False))
+    by_key: dict[str, dict] = {}
+    exceptions = []
+    for b in bindings:
+        var = resolve(model, b.access)
+        if len(b.keys) > 1:
+            exceptions.append(f"{b.key}: {len(b.keys)} torch keys combined into one variable ({b.transform.name})")
+        for k in b.keys:
+            entry = by_key.setdefault(k, {"variables": [], "trainable": False})
+            entry["variables"].append(access_label(b.access))
+            entry["trainable"] = entry["trainable"] or bool(var.trainable)
+            if k not in params and k not in buffers:
+                exceptions.append(f"{k}: a graph constant, held by a non-trainable variable")
+    exceptions += [f"{k}: bound to {len(e['variables'])} variables" for k, e in by_key.items() if len(e["variables"]) > 1]
+    exceptions += [f"{k}: no TF variable (the port does not read it)" for k in [*params, *buffers] if k not in by_key]
+    return {
+        "trainable": len(model.trainable_variables),
+        "non_trainable": len(model.non_trainable_variables),
+        "torch": {"trainable_parameters": sum(p.requires_grad for p in params.values()),
+                  "frozen_parameters": sum(not p.requires_grad for p in params.values()),
+                  "buffers": len(buffers)},
+        "by_torch_key": by_key,
+        "exceptions": exceptions,
+    }

@@ -39,9 +39,15 @@ class Layer(tf.Module):
         super().__init__(name=identifier(path))
         self.torch_path = path
 
-    def variable(self, name: str, shape, dtype=tf.float32) -> tf.Variable:
-        """A zero variable; real values are assigned later by the weight step."""
-        return tf.Variable(tf.zeros(shape, dtype=dtype), name=name, trainable=dtype.is_floating)
+    def variable(self, name: str, shape, dtype=tf.float32, trainable: bool | None = None) -> tf.Variable:
+        """A zero variable; real values are assigned later by the weight step.
+
+        ``trainable``: False for state that is not learned by gradient (running statistics);
+        None means trainable when float. ``bridge.build.load_weights`` then sets each bound
+        variable's flag (and name) from torch's ``requires_grad`` and buffers.
+        """
+        flag = dtype.is_floating if trainable is None else bool(trainable and dtype.is_floating)
+        return tf.Variable(tf.zeros(shape, dtype=dtype), name=name, trainable=flag)
 
     def __call__(self, *args, **kwargs):
         # eager callers (parity) pass numpy arrays straight from the model inputs; layers read .shape.rank.
