@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark (not a test): the reference vision/audio models of examples/vision.py, converted from the CLI.
 
-    .venv/bin/python scripts/bench_reference.py [NAME ...] [--channels-last-io] [--runs N] [--json FILE]
+    .venv/bin/python scripts/bench_reference.py [NAME ...] [--size N] [--channels-last-io] [--runs N] [--json FILE]
+
+``--size N`` converts image models at NxN (and the audio model at 125*N samples) instead of the
+published sizes: tfjs-cpu (pure JS) takes minutes on a 224x224 ResNet-50 batch.
 
 Per model, each conversion in a fresh process (`bridge convert examples/vision.py:NAME`, tfjs verified on
 cpu and wasm in Node, browser and per-module tfjs off): wall seconds, peak RSS of the conversion, tfjs
@@ -31,8 +34,15 @@ _CHILD = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).r
           "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)")
 
 
-def convert(name: str, out: Path, channels_last_io: bool) -> dict:
-    shape = "x".join(map(str, vision.REFERENCE[name]))
+def input_shape(name: str, size: int | None) -> tuple:
+    shape = vision.REFERENCE[name]
+    if size is None or name == "vit":  # ViT's learned positions fix its image size
+        return shape
+    return (*shape[:2], 125 * size) if len(shape) == 3 else (*shape[:2], size, size)
+
+
+def convert(name: str, out: Path, channels_last_io: bool, shape: tuple) -> dict:
+    shape = "x".join(map(str, shape))
     argv = [sys.executable, "-m", "bridge.cli", "convert", f"{ROOT}/examples/vision.py:{name}", "--input", shape,
             "--out", str(out), "--force", "--browser", "", "--no-per-module-tfjs"]
     if channels_last_io:
@@ -85,6 +95,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", default=list(vision.REFERENCE))
     ap.add_argument("--channels-last-io", action="store_true")
+    ap.add_argument("--size", type=int, help="image side (default: each model's published size)")
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -93,19 +104,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
         for name in args.names:
             out = Path(tmp) / name
-            c = convert(name, out, args.channels_last_io)
+            shape = input_shape(name, args.size)
+            c = convert(name, out, args.channels_last_io, shape)
             rep = c["report"]
-            row = {"model": name, "input": vision.REFERENCE[name], "wall_s": round(c["wall_s"], 1),
+            row = {"model": name, "input": list(shape), "wall_s": round(c["wall_s"], 1),
                    "peak_rss_mb": round(c["peak_rss_mb"]), "tfjs_weight_bytes": weight_bytes(out / "tfjs"),
                    "transposes": rep["tfjs"]["transpose_count"], "rel_errors": errors(rep),
                    "timings": {k: round(v, 2) for k, v in rep["timings"].items()},
                    **{k: round(v, 1) for k, v in latencies(out, rep, args.runs).items()}}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print(f"\n{'model':20} {'wall s':>7} {'RSS MB':>7} {'tfjs MB':>8} {'Transp':>6} {'max rel err':>11} "
+    print(f"\n{'model':20} {'input':>14} {'wall s':>7} {'RSS MB':>7} {'tfjs MB':>8} {'Transp':>6} {'max rel err':>11} "
           f"{'TF ms':>7} {'wasm ms':>8} {'wasm 1st':>8}")
     for r in rows:
-        print(f"{r['model']:20} {r['wall_s']:7.1f} {r['peak_rss_mb']:7d} {r['tfjs_weight_bytes'] / 1e6:8.1f} "
+        print(f"{r['model']:20} {'x'.join(map(str, r['input'])):>14} {r['wall_s']:7.1f} {r['peak_rss_mb']:7d} {r['tfjs_weight_bytes'] / 1e6:8.1f} "
               f"{r['transposes']:6d} {max(r['rel_errors'].values()):11.2e} {r['tf_ms']:7.1f} {r['wasm_ms']:8.1f} "
               f"{r['wasm_first_ms']:8.1f}")
     if args.json:

