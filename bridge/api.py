@@ -14,7 +14,7 @@ import torch
 
 from . import codegen, parity
 from . import layout as lay
-from .build import account_keys, instantiate, load_weights
+from .build import account_keys, instantiate, load_weights, trainable_keys
 from .errors import BadInputError, UnsupportedError
 from .plan import Plan, plan_graph
 from .registry import Registry, default_registry
@@ -141,6 +141,12 @@ class Port:
         per_module = [parity.merge(n, mod_diffs[n]) for n in order]
         return parity.ParityReport([tf_result], per_module, len(self.parity_inputs()), tol.to_dict())
 
+    def gradient_parity(self, **kwargs):
+        """torch's vs the port's gradients of every trainable variable (eval mode); see ``bridge.gradients``."""
+        from .gradients import gradient_parity
+
+        return gradient_parity(self, **kwargs)
+
     def save(self, out, **kwargs):
         """Write SavedModel, tfjs, model_tf.py and report.json to ``out``; see ``bridge.export.save``."""
         from .export.save import save
@@ -169,7 +175,7 @@ def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | Non
     bindings = codegen.binding_paths(plan, modules)
     state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
     graph_values = {t: tensor_at(gm, t).detach().cpu().numpy() for t in plan.params}  # incl. constants
-    load_weights(tf_model, bindings, {**state, **graph_values})
+    load_weights(tf_model, bindings, {**state, **graph_values}, trainable_keys(module))
     ignored = [(f"{p}.{name}", why) for p, u in plan.layers.items() for name, why in u.plan.ignored]
     keys = account_keys(bindings, ignored, list(state))
     port = Port(module, example_inputs, plan, source, tf_model, bindings, keys, options,

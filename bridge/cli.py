@@ -54,13 +54,16 @@ def build_parser(ctx, debug):
                    "no transpose at the model's boundary.")
 @click.option("--per-module-tfjs/--no-per-module-tfjs", default=True, show_default=True,
               help="Also compare every module's output inside tfjs (a second, throw-away conversion).")
+@click.option("--check-gradients", is_flag=True,
+              help="Also compare every trainable variable's gradient with torch's (eval mode; report.json "
+                   "'gradients'); a failure exits with 4.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write report.json here.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Write a JUnit XML parity report (for CI).")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Write a Markdown summary (for PR comments).")
 @click.option("--html", type=click.Path(path_type=Path), help="Write an HTML report with a per-module error plot.")
 def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, no_tfjs, backends,
-            allow_nonfinite, seed, tolerances, browser_backends, channels_last_io, per_module_tfjs, json_path, junit,
-            markdown, html):
+            allow_nonfinite, seed, tolerances, browser_backends, channels_last_io, per_module_tfjs, check_gradients,
+            json_path, junit, markdown, html):
     """Convert TARGET (a models/ folder, module:Class or file.py:Class) and verify it end to end."""
     from rich.console import Console
 
@@ -73,10 +76,12 @@ def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_faili
                          tfjs=not no_tfjs, backends=tuple(b for b in backends.split(",") if b),
                          allow_nonfinite=allow_nonfinite, seed=seed, tolerances=list(tolerances),
                          per_module_tfjs=per_module_tfjs, channels_last_io=channels_last_io,
+                         check_gradients=check_gradients,
                          browser_backends=tuple(b for b in browser_backends.split(",") if b),
                          reports={"json": json_path, "junit": junit, "markdown": markdown, "html": html})
     console.print(f"done in {time.perf_counter() - started:.1f} s")
-    return 0 if report["parity"]["ok"] else 4
+    gradients_ok = (report.get("gradients") or {}).get("ok", True)
+    return 0 if report["parity"]["ok"] and gradients_ok else 4
 
 
 @build_parser.command()

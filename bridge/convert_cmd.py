@@ -22,7 +22,7 @@ from .tolerances import ToleranceConfig, from_pyproject
 
 def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, tfjs,
                 backends, allow_nonfinite, seed, tolerances=(), reports=None, per_module_tfjs=True,
-                browser_backends=("webgl",), channels_last_io=False) -> dict:
+                browser_backends=("webgl",), channels_last_io=False, check_gradients=False) -> dict:
     t = resolve(target, weights=weights, inputs=inputs, kwargs=kwargs)
     tolerance = from_pyproject().merged(ToleranceConfig.parse(tolerances))
     out = Path(out) if out else Path("exports") / t.name
@@ -56,7 +56,8 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
             report = port.save(out, options=SaveOptions(force=force, tfjs=tfjs, backends=backends,
                                                         write_failing=write_failing,
                                                         per_module_tfjs=per_module_tfjs,
-                                                        browser_backends=browser_backends),
+                                                        browser_backends=browser_backends,
+                                                        check_gradients=check_gradients),
                                progress=status.update)
         except ParityError as exc:  # CI still wants the reports that say where it diverged
             if exc.report is not None:
@@ -136,6 +137,13 @@ def _summary(console, report: dict, out: Path) -> None:
     console.print(f"weights: {len(keys['used'])} keys used, {len(keys['ignored'])} ignored on purpose"
                   + (f", [yellow]{len(keys['unused'])} unused by forward(): {', '.join(keys['unused'])}[/yellow]"
                      if keys["unused"] else ""))
+    grads = report.get("gradients")
+    if grads:
+        worst = max(grads["keys"], key=lambda k: k["max_abs_error"] / k["bound"], default=None)
+        console.print(f"gradients (eval mode): {len(grads['keys'])} parameters compared, max abs error "
+                      f"{grads['max_abs_error']:.3g}" + (f" (worst {worst['key']}, bound {worst['bound']:.3g})"
+                                                         if worst else "")
+                      + ("" if grads["ok"] else " [red]FAILING[/red]"))
     if report.get("tfjs"):
         console.print(f"tfjs graph: {sum(report['tfjs']['op_counts'].values())} nodes, "
                       f"{report['tfjs']['transpose_count']} Transpose ops")

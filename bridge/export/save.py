@@ -4,6 +4,8 @@ verify the artifacts themselves, and only then move the folder into place.
 Layout of ``out/``::
 
     saved_model/   serving_default signature, torch layout at the boundary
+    checkpoint/    ckpt.index + ckpt.data-*: tf.train.Checkpoint(model=<the port>), the variable
+                   values only, restorable into the class in model_tf.py with plain TensorFlow
     tfjs/          model.json + shards; userDefinedMetadata["bridge"] has names,
                    shapes, dtypes, layouts, node maps, checkpoint sha256, version
                    and the measured parity
@@ -48,6 +50,7 @@ class SaveOptions:
     per_module_tfjs: bool = True  # also locate the first diverging module inside tfjs (permodule.py)
     browser_backends: tuple[str, ...] = ("webgl",)  # checked in headless chromium; () to skip
     browser_sets: int = 2  # parity input sets run in the browser (each browser launch costs seconds)
+    check_gradients: bool = False  # also compare gradients with torch's (bridge.gradients), in the report
 
 
 def save(port, out, options: SaveOptions | None = None, progress=None, **kwargs) -> dict:
@@ -85,6 +88,7 @@ def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
     _fault("model_tf")
     step("writing SavedModel")
     savedmodel.save_savedmodel(port, tmp / "saved_model")
+    write_tf_checkpoint(port, tmp / "checkpoint")
     _fault("savedmodel")
     timings["savedmodel_s"] = time.perf_counter() - t
     report = port.parity()
@@ -114,7 +118,23 @@ def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
             report.runtimes += _check_browser(port, refs[: options.browser_sets], tmp / "tfjs", options)
             timings["browser_verify_s"] = time.perf_counter() - t
         _update_metadata(tmp / "tfjs" / "model.json", {"parity": _parity_summary(report)})
-    return _report_dict(port, report, tfjs_info, timings)
+    gradients = None
+    if options.check_gradients:
+        t = time.perf_counter()
+        gradients = port.gradient_parity().to_dict()
+        timings["gradients_s"] = time.perf_counter() - t
+    return _report_dict(port, report, tfjs_info, timings, gradients)
+
+
+CHECKPOINT_PREFIX = "ckpt"
+
+
+def write_tf_checkpoint(port, folder: Path) -> Path:
+    """``folder/ckpt.*``: a ``tf.train.Checkpoint(model=port.tf_model)``; returns the prefix to restore from."""
+    import tensorflow as tf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(tf.train.Checkpoint(model=port.tf_model).write(str(folder / CHECKPOINT_PREFIX)))
 
 
 def _check_runtime(name: str, refs, port, run) -> parity.RuntimeResult:
@@ -208,7 +228,9 @@ def _update_metadata(model_json: Path, patch: dict) -> None:
     model_json.write_text(json.dumps(data, sort_keys=True))
 
 
-def _report_dict(port, report, tfjs_info, timings) -> dict:
+def _report_dict(port, report, tfjs_info, timings, gradients=None) -> dict:
+    from ..build import variable_summary
+
     ckpt = port.checkpoint
     return {
         "bridge_version": __version__,
@@ -228,6 +250,9 @@ def _report_dict(port, report, tfjs_info, timings) -> dict:
         "outputs": port.output_names,
         "parity": report.to_dict(),
         "keys": port.keys.to_dict(),
+        "variables": variable_summary(port.tf_model, port.bindings, port.module),
+        "tf_checkpoint": f"checkpoint/{CHECKPOINT_PREFIX}",  # tf.train.Checkpoint(model=...).read(<out>/this)
+        "gradients": gradients,  # bridge.gradients report with check_gradients, else None
         "tfjs": tfjs_info,
         "timings": timings,
         "_report": report,
