@@ -100,9 +100,35 @@ def _binary(kind: str, swap: bool = False):
         if kind == "floordiv":
             raise NotSupported("floor division of tensors")
         (left, right), want = elementwise(c, (a, b))
+        if kind == "add" and (_from_matmul(c, a, b) or _from_matmul(c, b, a)):
+            product, other = (left, right) if _from_matmul(c, a, b) else (right, left)
+            return c.out(_matrix_sum(c, product, other), want)
         return c.out(f"{left} {sym} {right}", want)
 
     return emit
+
+
+def _from_matmul(c, v, other) -> bool:
+    """True when ``v + other`` would be fused badly for tfjs wasm: see ``_matrix_sum``."""
+    if not (isinstance(v, TensorValue) and v.rank == 2 and isinstance(other, TensorValue)):
+        return False
+    line = next((ln for ln in c.em.lines if ln.startswith(f"{v.var} = L.matmul(")), None)
+    return line is not None and (other.rank == 2 or _unfusable(line))
+
+
+def _unfusable(matmul_source: str) -> bool:
+    """A transposed operand: wasm's _FusedMatMul with a bias gets transpose_a/b products wrong."""
+    return "transpose_" in matmul_source
+
+
+def _matrix_sum(c, product: str, other: str) -> str:
+    """``product + other`` after a 2-D MatMul, as an AddN the tfjs converter does not fuse.
+
+    It would fuse MatMul + Add into a _FusedMatMul, whose wasm kernel refuses a matrix bias
+    ("only supports rank-1 bias") and, with a transposed operand, returns wrong numbers
+    (errors near 2 measured); an AddN (after broadcasting) is left alone.
+    """
+    return f"tf.add_n([{product}, tf.broadcast_to({other}, tf.shape({product}))])"
 
 
 def broadcast_operand(c, t: TensorValue, want: lay.Perm) -> str:
@@ -455,7 +481,10 @@ def addmm(c):
     bias, a, b = c.arg(0, "self"), c.arg(1, "mat1"), c.arg(2, "mat2")
     if c.node.kwargs.get("beta", 1) != 1 or c.node.kwargs.get("alpha", 1) != 1:
         raise NotSupported("addmm with beta= / alpha=")
-    return c.out(f"{_matmul_expr(c, a, b)} + {c.tensor(bias, lay.identity(bias.rank))}", lay.identity(2))
+    product, added = _matmul_expr(c, a, b), c.tensor(bias, lay.identity(bias.rank))
+    if bias.rank < 2 and not _unfusable(product):  # a bias vector: the fused MatMul + BiasAdd runs everywhere
+        return c.out(f"{product} + {added}", lay.identity(2))
+    return c.out(_matrix_sum(c, c.em.assign(f"{c.node.name}_mm", product), added), lay.identity(2))
 
 
 @op_mapping(A.linear.default)
@@ -463,9 +492,12 @@ def linear(c):
     """F.linear(x, weight, bias) outside an nn.Linear, e.g. with a raw parameter: x @ weight^T + bias."""
     x, w, b = c.arg(0, "input"), c.arg(1, "weight"), c.arg(2, "bias", None)
     expr = f"L.matmul({c.tensor(x, lay.identity(x.rank))}, {c.tensor(w, lay.identity(2))}, transpose_b=True)"
-    if isinstance(b, TensorValue):
-        expr += f" + {c.tensor(b, lay.identity(1))}"
-    return c.out(expr, lay.identity(len(c.out_shape)))
+    if not isinstance(b, TensorValue):
+        return c.out(expr, lay.identity(len(c.out_shape)))
+    if x.rank == 2:  # one MatMul with transpose_b: see _matrix_sum
+        return c.out(_matrix_sum(c, c.em.assign(f"{c.node.name}_mm", expr), c.tensor(b, lay.identity(1))),
+                     lay.identity(2))
+    return c.out(f"{expr} + {c.tensor(b, lay.identity(1))}", lay.identity(len(c.out_shape)))
 
 
 def _matmul_operand(c, x: TensorValue, allow_transposed: bool) -> tuple[str, bool]:
