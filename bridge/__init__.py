@@ -22,11 +22,33 @@ def load_checkpoint(path, **kwargs):
     return _load(path, **kwargs)
 
 
-def load_torch_weights(target, weights, **kwargs):
-    """Load a torch state_dict (or checkpoint path) into a TF port; see ``bridge.build.load_torch_weights``."""
-    from .build import load_torch_weights as _load
+def load_torch_weights(tf_model, weights, mapping=None, **kwargs):
+    """Fill a TF model's variables from torch weights: a state_dict, a ``Checkpoint`` or a checkpoint path.
 
-    return _load(target, weights, **kwargs)
+    Two kinds of TF model:
+
+    - a converted port: the ``Port`` from ``bridge.convert``, or an instance of its ``model_tf.py``
+      class with ``bindings=port.bindings``. The weights go through the port's bindings and weight
+      transforms (``bridge.build.load_torch_weights``; ``trainable=`` keys optional); returns the TF model.
+    - a hand-written port (a Keras model or a ``tf.Module``): matched by path and Keras layer kind,
+      with ``mapping``, ``ignore`` and ``input_shape`` (``bridge.porting.load_torch_weights``);
+      returns its ``LoadReport``.
+
+    Either way every key problem is raised together as one ``KeyMismatchError`` before anything is written.
+    """
+    import os
+
+    if hasattr(tf_model, "bindings") or "bindings" in kwargs:
+        from .build import load_torch_weights as _generated
+
+        if mapping is not None:
+            raise TypeError("mapping= is for hand-written ports; a converted port maps keys by its bindings")
+        return _generated(tf_model, weights, **kwargs)
+    from .porting import load_torch_weights as _hand_written
+
+    if isinstance(weights, (str, os.PathLike)):
+        weights = load_checkpoint(weights)
+    return _hand_written(tf_model, weights, mapping, **kwargs)
 
 
 def assert_parity(torch_module, tf_model, inputs=None, **kwargs):

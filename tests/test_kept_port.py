@@ -72,6 +72,24 @@ def test_top_level_names_work_on_a_tiny_model(tmp_path):
     assert np.abs(got - net(x).detach().numpy()).max() <= 1e-5
 
 
+def test_top_level_load_torch_weights_fills_a_hand_written_port_from_a_path():
+    import importlib.util
+
+    from bridge import assert_parity, load_checkpoint, load_torch_weights
+    from bridge.target import from_manifest, instantiate
+
+    folder = ROOT / "models" / "linear_regression"
+    spec = importlib.util.spec_from_file_location("port_tf", folder / "port_tf.py")
+    port_tf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(port_tf)
+    tf_net = port_tf.LinearRegressionTF()
+    report = load_torch_weights(tf_net, folder / "linear_regression.pt")  # by name, identity transform
+    assert sorted(item.torch_key for item in report.loaded) == ["intercept", "slope"]
+    torch_net = instantiate(from_manifest(folder)).eval()
+    torch_net.load_state_dict(load_checkpoint(folder / "linear_regression.pt").state_dict)
+    assert assert_parity(torch_net, tf_net, (torch.randn(4, 2),), rtol=1e-5).ok
+
+
 def test_load_torch_weights_names_every_missing_key():
     from bridge import convert, load_torch_weights
     from bridge.errors import KeyMismatchError
