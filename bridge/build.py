@@ -38,7 +38,7 @@ def load_weights(model, bindings, state_dict: dict[str, np.ndarray], trainable=N
     """Assign ``transform(*state_dict[keys])`` to each bound TF variable; shapes must agree exactly.
 
     ``trainable``: the torch keys that are parameters with ``requires_grad`` (see ``trainable_keys``).
-    When given, each bound variable is also named by its torch key(s) and made trainable exactly when
+    When given, each bound variable is also named by its torch key(s) (``variable_name``) and made trainable exactly when
     one of its keys is in it (a variable combining two keys, LSTM's biases, is trainable if either is).
     tf.Variable's flag is fixed at creation, so a variable whose name or flag differs is replaced, at
     the same attribute, by one with the right name, flag and value; one that already fits is assigned.
@@ -56,20 +56,25 @@ def load_weights(model, bindings, state_dict: dict[str, np.ndarray], trainable=N
             var.assign(value)
             continue
         flag = var.dtype.is_floating and any(k in trainable for k in b.keys)
-        if var.trainable == flag and var.name == f"{b.key}:0":
+        name = variable_name(b.keys)
+        if var.trainable == flag and var.name == f"{name}:0":
             var.assign(value)
         else:
-            _replace(model, b.access, tf_variable(value, b.key, flag))
+            _replace(model, b.access, tf_variable(value, name, flag))
+
+
+def variable_name(keys) -> str:
+    """A TF variable name for torch ``keys`` that TF accepts in graph mode too (a SavedModel load checks it):
+    the key itself when valid, several keys joined by '-' ('lstm.bias_ih_l0-lstm.bias_hh_l0'), other
+    characters as '_', and 'v' before a name that starts with '_' (a graph constant such as '_tensor_constant0')."""
+    name = re.sub(r"[^A-Za-z0-9_./>-]", "_", "-".join(keys))
+    return name if re.match(r"[A-Za-z0-9.]", name) else "v" + name
 
 
 def tf_variable(value: np.ndarray, name: str, trainable: bool):
     import tensorflow as tf
 
-    try:
-        return tf.Variable(value, name=name, trainable=trainable)
-    except ValueError:  # a key with characters TF refuses in a name
-        return tf.Variable(value, name=re.sub(r"[^A-Za-z0-9_.\-/]", "_", name).lstrip("_-/") or "v",
-                           trainable=trainable)
+    return tf.Variable(value, name=name, trainable=trainable)
 
 
 def _replace(model, steps, new) -> None:

@@ -107,7 +107,7 @@ def test_load_torch_weights_names_every_missing_key():
 
 def _split_matches_torch(port) -> dict:
     """Trainable variables hold exactly the requires_grad parameters; the rest hold buffers/frozen ones."""
-    from bridge.build import resolve, variable_summary
+    from bridge.build import resolve, variable_name, variable_summary
 
     module = port.module
     grad_keys = {k for k, p in module.named_parameters() if p.requires_grad}
@@ -116,7 +116,7 @@ def _split_matches_torch(port) -> dict:
     for b in port.bindings:
         var = resolve(model, b.access)
         assert var.trainable == any(k in grad_keys for k in b.keys), b.key
-        assert var.name == f"{b.key}:0"  # named by its torch key(s)
+        assert var.name == f"{variable_name(b.keys)}:0"  # named by its torch key(s)
     trainable = {id(v) for v in model.trainable_variables}
     bound = {id(resolve(model, b.access)): b.keys for b in port.bindings}
     assert trainable <= bound.keys()
@@ -150,6 +150,14 @@ def test_variable_split_with_a_frozen_submodule():
     assert summary["torch"] == {"trainable_parameters": 2, "frozen_parameters": 4, "buffers": 3}
     assert summary["non_trainable"] == 6  # conv weight/bias, BN gamma/beta, running mean/var
     assert sorted(v.name for v in port.tf_model.trainable_variables) == ["head.bias:0", "head.weight:0"]
+
+
+def test_variable_names_are_valid_in_graph_mode():
+    from bridge.build import variable_name
+
+    assert variable_name(("lstm.bias_ih_l0", "lstm.bias_hh_l0")) == "lstm.bias_ih_l0-lstm.bias_hh_l0"
+    assert variable_name(("_tensor_constant0",)) == "v_tensor_constant0"
+    assert variable_name(("blocks.0.attn.w q",)) == "blocks.0.attn.w_q"
 
 
 # ----------------------------------------------------------------------------- 3. TF checkpoint
