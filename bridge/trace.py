@@ -270,7 +270,7 @@ def _export(module, examples, free_dims, restart=lambda: None):
 
     Returns the program and the inputs it was traced on (later steps replay exactly those).
     """
-    batched = tuple(torch.cat([x, x])[: max(2, x.shape[0])] if x.dim() else x for x in examples)
+    batched = tuple(_batch_of_two(x) if x.dim() else x for x in examples)
     dynamic = tuple({d: Dim.AUTO for d in {0, *free}} if x.dim() else None for x, free in zip(examples, free_dims))
     only_free = tuple({d: Dim.AUTO for d in free} or None if x.dim() else None
                       for x, free in zip(examples, free_dims))
@@ -288,6 +288,14 @@ def _export(module, examples, free_dims, restart=lambda: None):
     first = text.splitlines()[0] if text else type(first_error).__name__
     raise UnsupportedError([Unsupported("forward()", type(module).__name__,
                                         f"torch.export cannot trace it ({type(first_error).__name__}: {first})")])
+
+
+def _batch_of_two(x: torch.Tensor) -> torch.Tensor:
+    """The example with a batch of at least 2 (so export keeps the batch symbolic); an empty batch
+    becomes zeros, since repeating it stays empty and export would fix the batch at 0."""
+    if x.shape[0] == 0:
+        return torch.zeros((2, *x.shape[1:]), dtype=x.dtype)
+    return torch.cat([x, x])[: max(2, x.shape[0])]
 
 
 # ---------------------------------------------------------------- which ops ran in which module

@@ -132,7 +132,9 @@ class TfjsBatch:
                 port = test(**kwargs)
                 if port is None:
                     raise TypeError(f"{test.__name__} must return the port it checked, for the tfjs batch")
-                self.add(_row_of(rows, names, kwargs), port)
+                row_id = _row_of(rows, names, kwargs)
+                if row_id in self._factories:  # an xfail/skip row that passed stays out of the batch
+                    self.add(row_id, port)
 
             return pytest.mark.parametrize(argnames, params)(run)
 

@@ -12,7 +12,7 @@ a zero-size tensor, and every channels-last layer starts with one: the bridge sh
 ``test_tfjs_wasm_says_it_cannot_take_an_empty_batch``.
 A group is held to 1e-4 absolute in tfjs (the tightest bound any one form could have).
 ``test_every_mapped_class_has_an_input_form_row`` keeps the table complete. An empty-batch example
-through a reshape by ``x.size(0)`` is a known trace bug (xfail, strict).
+is traced at batch 2 (zeros), so a reshape by ``x.size(0)`` keeps the batch dynamic.
 """
 
 from __future__ import annotations
@@ -278,10 +278,6 @@ for _name in GROUPS:
     _batch_of(_name).row(f"group[{_name}]", lambda n=_name: _group_port(n))
 
 
-@pytest.mark.xfail(strict=True, raises=Exception,
-                   reason="bridge/trace.py _export traces a batch-0 example at batch 0 (torch.cat([x, x]) of an empty "
-                   "batch is empty), torch.export specializes the 0, and the TF code hard-codes it in a reshape by "
-                   "x.size(0): the batch-3 parity set then fails inside TF")
 def test_an_empty_batch_example_keeps_the_batch_dynamic_through_a_reshape():
     """The batch read as x.size(0) must stay the batch, not a traced constant 0."""
     module = Fn(lambda s, x: s.fc(x.reshape(x.size(0), 15)), fc=nn.Linear(15, 2))
@@ -347,8 +343,6 @@ def test_tfjs_cpu_empty_batch(node_or_skip):
 
 
 @pytest.mark.node
-@pytest.mark.xfail(strict=True, reason="bridge/export/tfjs.py passes zero-size inputs to tfjs wasm, whose Transpose "
-                   "traps with a bare 'RuntimeError: divide by zero'; the error should name the zero-size input")
 def test_tfjs_wasm_says_it_cannot_take_an_empty_batch(node_or_skip):
     """Where wasm fails on an empty batch (conv, norm and pooling groups: a Transpose at the boundary),
     the error must say why: a zero-size input, which tfjs wasm cannot run."""
@@ -357,3 +351,16 @@ def test_tfjs_wasm_says_it_cannot_take_an_empty_batch(node_or_skip):
     assert "group[conv-empty-batch]" in failing, wasm  # the channels-last groups fail on wasm today
     unclear = {row: p for row, p in failing.items() if not all("zero-size" in line for line in p)}
     assert not unclear, unclear
+
+
+@pytest.mark.node
+def test_an_empty_batch_example_saves_and_names_what_wasm_did_not_check(tmp_path, node_or_skip):
+    """port.save() of a conv converted on a batch of 0: tfjs cpu checks the empty sets, wasm the batch-3 set,
+    and the report's notes say which sets wasm could not run, and why."""
+    from bridge import convert
+
+    port = convert(seeded(lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())), (randn(0, 3, 8, 8),))
+    report = port.save(tmp_path / "empty", browser_backends=(), per_module_tfjs=True)
+    runtimes = {r["runtime"]: r for r in report["parity"]["runtimes"]}
+    assert runtimes["tfjs-cpu"]["ok"] and runtimes["tfjs-wasm"]["ok"], runtimes
+    assert any("zero-size" in n and "wasm" in n for n in report["notes"]), report["notes"]

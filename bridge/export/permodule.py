@@ -57,7 +57,9 @@ def per_module_tfjs(port, backends: tuple[str, ...]) -> dict[str, list[parity.Di
         tfjs.convert_to_tfjs(saved, Path(tmp) / "tfjs", metadata={"purpose": "bridge per-module parity"})
         for inputs in port.parity_inputs():
             _, torch_seen = parity.torch_module_outputs(port.module, inputs, port.plan.module_paths)
-            results = tfjs.run_tfjs(Path(tmp) / "tfjs", savedmodel.feeds_for(port, inputs), backends)
+            feeds = savedmodel.feeds_for(port, inputs)
+            runnable = tuple(b for b in backends if tfjs.zero_size_problem(feeds, b) is None)  # save.py notes it
+            results = tfjs.run_tfjs(Path(tmp) / "tfjs", feeds, runnable) if runnable else {}
             for backend, outs in results.items():
                 # a layer output tfjs did not return stays unpaired, and per_module_diffs reports it missing
                 tf_seen = [(p, index, outs[f"m{i:04d}"]) for i, (p, index) in enumerate(paths) if f"m{i:04d}" in outs]

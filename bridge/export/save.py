@@ -151,10 +151,26 @@ def _check_tfjs(port, refs, model_dir: Path, options: SaveOptions) -> list[parit
         return [parity.RuntimeResult(f"tfjs-{b}", skipped=reason) for b in options.backends]
     per_set: dict[str, list] = {b: [] for b in options.backends}
     for inputs, ref in refs:
-        results = tfjs.run_tfjs(model_dir, savedmodel.feeds_for(port, inputs), options.backends)
+        feeds = savedmodel.feeds_for(port, inputs)
+        backends = _runnable(port, feeds, options.backends)
+        if not backends:
+            continue
+        results = tfjs.run_tfjs(model_dir, feeds, backends)
         for backend, got in results.items():
             per_set[backend].append(parity.compare_outputs(ref, got, port.tolerance.output.rtol, f"tfjs-{backend}"))
     return [parity.RuntimeResult(f"tfjs-{b}", parity.merge_sets(per_set[b])) for b in options.backends]
+
+
+def _runnable(port, feeds: dict, backends: tuple[str, ...]) -> tuple[str, ...]:
+    """The backends that can run this input set; the others are named in the report's notes."""
+    keep = []
+    for b in backends:
+        why = tfjs.zero_size_problem(feeds, b)
+        if why is None:
+            keep.append(b)
+        elif f"not checked: {why}" not in port.notes:
+            port.notes.append(f"not checked: {why}")
+    return tuple(keep)
 
 
 def _check_browser(port, refs, model_dir: Path, options: SaveOptions) -> list[parity.RuntimeResult]:

@@ -406,6 +406,21 @@ def run_tfjs(model_dir: Path, inputs: dict[str, np.ndarray],
     return result
 
 
+# tfjs wasm's Transpose traps ("divide by zero") on a zero-size tensor, and every channels-last graph
+# starts with one; cpu and webgl run an empty batch
+ZERO_SIZE_UNSUPPORTED = ("wasm",)
+
+
+def zero_size_problem(inputs: dict[str, np.ndarray], backend: str) -> str | None:
+    """Why ``backend`` cannot run this input set (a zero-size input on wasm), or None."""
+    empty = [(n, list(np.shape(a))) for n, a in inputs.items() if np.size(a) == 0]
+    if backend in ZERO_SIZE_UNSUPPORTED and empty:
+        name, shape = empty[0]
+        return (f"tfjs {backend} cannot run a zero-size input ({name} has shape {shape}): its Transpose kernel "
+                f"traps with 'divide by zero'; cpu and webgl run it")
+    return None
+
+
 def run_many_tfjs(requests: list[tuple[Path, dict[str, np.ndarray]]], backends: tuple[str, ...] = ("cpu", "wasm"),
                   repeat: int = 1) -> list[dict[str, dict[str, np.ndarray] | ExportError] | BridgeError]:
     """Run many (model_dir, inputs) requests in one Node process; each model is loaded once per backend.
@@ -439,6 +454,11 @@ def run_many_tfjs(requests: list[tuple[Path, dict[str, np.ndarray]]], backends: 
                 for run in m["runs"]:
                     results[run["id"]] = {b: _backend_result(work, lines.get((run["id"], b)), crash, stderr, b)
                                           for b in backends}
+        for i, (_, inputs) in enumerate(requests):  # say why, instead of the backend's bare trap
+            for b in backends:
+                why = zero_size_problem(inputs, b)
+                if why and isinstance(results[i], dict):
+                    results[i][b] = ExportError(why, details={"error": why, "stderr": ""})
     return results
 
 

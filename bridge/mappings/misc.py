@@ -17,7 +17,7 @@ from .. import layout as lay
 from ..plan import PyValue, TensorValue
 from ..registry import NotSupported, module_mapping, op_mapping
 from ._util import drop_dims, keep_layout, stateless
-from .arith import scalar, tf_dtype
+from .arith import cast_expr, scalar, tf_dtype
 
 A = torch.ops.aten
 
@@ -49,7 +49,7 @@ def cast(c):
     x = c.arg(0, "self")
     if c.out_meta.dtype == x.dtype:
         return c.alias(x, x.layout)
-    return c.out(f"tf.cast({c.tensor(x, x.layout)}, {tf_dtype(c.out_meta.dtype)})", x.layout)
+    return c.out(cast_expr(c.tensor(x, x.layout), x.dtype, c.out_meta.dtype), x.layout)  # to bool: != 0
 
 
 def _identity_layout(c) -> lay.Perm:
