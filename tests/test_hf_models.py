@@ -142,12 +142,10 @@ def _errors(port, batch_inputs) -> list[tuple[str, float, float]]:
     with torch.no_grad():
         ref = P.flatten_outputs(port.module(*batch_inputs))
     got = P.flatten_outputs(port.tf_model(*[x.numpy() for x in batch_inputs]))
-    assert [n for n, _ in ref] == [n for n, _ in got]
-    out = []
-    for (name, r), (_, g) in zip(ref, got):
-        r = P.to_numpy(r)
-        out.append((name, float(np.max(np.abs(r - np.asarray(g)))), RTOL * max(1.0, float(np.max(np.abs(r))))))
-    return out
+    ref = [(n, P.to_numpy(r)) for n, r in ref]
+    diffs = P.compare_outputs(ref, [(n, np.asarray(g)) for n, g in got], RTOL)  # structure first: no broadcasting
+    assert not [d.problem for d in diffs if d.problem], [d.problem for d in diffs]
+    return [(d.name, d.max_abs_error, RTOL * max(1.0, float(np.max(np.abs(r))))) for d, (_, r) in zip(diffs, ref)]
 
 
 @pytest.mark.parametrize("attn", ATTN)
