@@ -163,11 +163,17 @@ def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | Non
     module = wrap_leaf_root(module.eval(), registry)
     _runs_on(module, example_inputs)
     free = free_dims(module, example_inputs)
-    gm = trace(module, example_inputs, registry, free)
-    results = record(gm, example_inputs)
     class_name = options.class_name or _class_name(module)
     modules = dict(module.named_modules())
-    plan = plan_graph(gm, modules, results, registry, class_name, options.channels_last_io)
+    gm, results, plan = _traced_plan(module, example_inputs, registry, free, class_name, modules, options)
+    fixed_note = None
+    if plan.unsupported and any(free):  # sizes read at run time can need ops a static size does not
+        static = [frozenset() for _ in free]
+        retry = _traced_plan(module, example_inputs, registry, static, class_name, modules, options)
+        if not retry[2].unsupported:
+            fixed_note = (f"fixed at the traced size: dims {_dims_text(example_inputs, free)} (with them free: "
+                          f"{plan.unsupported[0].line()})")
+            (gm, results, plan), free = retry, static
     if plan.unsupported:
         raise UnsupportedError(plan.unsupported)
     source = codegen.generate(plan, modules, options.origin or f"{type(module).__module__}.{type(module).__qualname__}")
@@ -180,8 +186,20 @@ def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | Non
     keys = account_keys(bindings, ignored, list(state))
     port = Port(module, example_inputs, plan, source, tf_model, bindings, keys, options,
                 _batch_is_dynamic(module, example_inputs), free)
+    if fixed_note:
+        port.notes.append(fixed_note)
     _confirm_free_dims(port)
     return port
+
+
+def _traced_plan(module, examples, registry, free, class_name, modules, options):
+    gm = trace(module, examples, registry, free)
+    results = record(gm, examples)
+    return gm, results, plan_graph(gm, modules, results, registry, class_name, options.channels_last_io)
+
+
+def _dims_text(examples: tuple, free: list) -> str:
+    return ", ".join(f"input {i} dim {', '.join(map(str, sorted(f)))}" for i, f in enumerate(free) if f)
 
 
 def _other_size(n: int) -> int:

@@ -354,6 +354,12 @@ MODULES = [
     pytest.param(mod(lambda: nn.Upsample(scale_factor=2, mode="trilinear")), (1, 2, 3, 4, 3), id="upsample-trilinear"),
     pytest.param(mod(lambda: nn.Upsample(scale_factor=(1, 2, 1.5))), (1, 2, 3, 4, 3), id="upsample-nearest-3d"),
     pytest.param(mod(lambda: nn.Upsample(size=(3, 4), mode="area")), (2, 3, 6, 7), id="upsample-area-size"),
+    # a scale_factor makes the size int(in * s): free sizes would need math.trunc, so the export keeps the traced size
+    pytest.param(mod(lambda: nn.Upsample(scale_factor=0.5, mode="area")), (2, 3, 6, 7), id="upsample-area-scale"),
+    pytest.param(mod(lambda: nn.Upsample(scale_factor=0.4, mode="area"), conv=4), (2, 3, 6, 7),
+                 id="upsample-area-scale-after-conv"),
+    pytest.param(mod(lambda: nn.Upsample(scale_factor=1.7, mode="bilinear", recompute_scale_factor=True)),
+                 (2, 3, 4, 5), id="upsample-bilinear-recompute-scale"),
 ]
 
 

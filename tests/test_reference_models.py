@@ -6,8 +6,8 @@ max(1, max|torch|), target 1e-5), and the exact number of Transpose ops in the t
 With ``channels_last_io`` (one tfjs batch for all of them) the boundary transposes go too: the
 graph has none.
 
-Inputs are smaller than the published 224x224 so the suite stays fast; the architectures are
-whole. scripts/bench_reference.py converts them at the published sizes.
+Inputs are smaller than the published 224x224 (32x32 for the deepest nets: tfjs-cpu is plain JS)
+so the suite stays fast; the architectures are whole, down to a 1x1 final map. scripts/bench_reference.py converts them at the published sizes.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ TARGET = 1e-5  # float32 target, relative to max(1, max|torch|); every model bel
 
 # name -> (test input shape, Transposes in the default tfjs graph, dims the exported input leaves free)
 CASES = {
-    "resnet50": ((1, 3, 64, 64), 1, [2, 3]),            # NCHW -> NHWC at the input; logits need none
-    "mobilenet_v2": ((1, 3, 64, 64), 1, [2, 3]),
+    "resnet50": ((1, 3, 32, 32), 1, [2, 3]),            # NCHW -> NHWC at the input; logits need none
+    "mobilenet_v2": ((1, 3, 32, 32), 1, [2, 3]),
     "mobilenet_v3_small": ((1, 3, 64, 64), 1, [2, 3]),
-    "efficientnet_b0": ((1, 3, 64, 64), 1, [2, 3]),
+    "efficientnet_b0": ((1, 3, 32, 32), 1, [2, 3]),
     "unet": ((1, 3, 64, 64), 2, []),                     # and NHWC -> NCHW for the map; torch itself
                                                           # refuses sizes that are not multiples of 16
     "convnext": ((1, 3, 64, 64), 1, [2, 3]),

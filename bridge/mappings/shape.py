@@ -647,8 +647,8 @@ DECOMPOSE = {
     nn.PixelUnshuffle: "aten.pixel_unshuffle: reshape/transpose/reshape (tfjs lacks SpaceToDepth)",
     nn.ChannelShuffle: "aten.channel_shuffle: one constant gather on the channel axis",
     nn.Upsample: "aten.upsample_*: nearest, nearest-exact, (bi/tri)linear, bicubic as constant gathers and weights;"
-                 " 'area' with a size is adaptive_avg_pool (a scale_factor for 'area', recompute_scale_factor and"
-                 " antialias are not supported yet)",
+                 " 'area' is adaptive_avg_pool (with a scale_factor the export keeps the traced size);"
+                 " antialias is not supported yet",
     nn.UpsamplingNearest2d: "aten.upsample_nearest2d (see Upsample)",
     nn.UpsamplingBilinear2d: "aten.upsample_bilinear2d with align_corners=True (see Upsample)",
 }
