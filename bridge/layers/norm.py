@@ -17,8 +17,8 @@ class BatchNorm(Layer):
         self.eps, self.running_stats = eps, running_stats
         self.gamma = self.variable("gamma", [num_features]) if affine else None
         self.beta = self.variable("beta", [num_features]) if affine else None
-        self.moving_mean = self.variable("moving_mean", [num_features]) if running_stats else None
-        self.moving_variance = self.variable("moving_variance", [num_features]) if running_stats else None
+        self.moving_mean = self.variable("moving_mean", [num_features], trainable=False) if running_stats else None
+        self.moving_variance = self.variable("moving_variance", [num_features], trainable=False) if running_stats else None
 
     def call(self, x):
         if self.running_stats:
@@ -101,8 +101,8 @@ class InstanceNorm(Layer):
         self.eps, self.running_stats, self.batched = eps, running_stats, batched
         self.gamma = self.variable("gamma", [num_features]) if affine else None
         self.beta = self.variable("beta", [num_features]) if affine else None
-        self.moving_mean = self.variable("moving_mean", [num_features]) if running_stats else None
-        self.moving_variance = self.variable("moving_variance", [num_features]) if running_stats else None
+        self.moving_mean = self.variable("moving_mean", [num_features], trainable=False) if running_stats else None
+        self.moving_variance = self.variable("moving_variance", [num_features], trainable=False) if running_stats else None
 
     def call(self, x):
         x = tf.convert_to_tensor(x)
