@@ -29,6 +29,7 @@ class Options:
     n_random_inputs: int = 2
     class_name: str | None = None
     channels_last_io: bool = False  # image inputs NHWC (what tf.browser.fromPixels gives), maps returned NHWC
+    source_imports_bridge: bool = False  # model_tf.py imports bridge.layers instead of the bridge_layers/ copy
     origin: str | None = None  # where the module came from, for the generated docstring
 
 
@@ -176,7 +177,8 @@ def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | Non
             (gm, results, plan), free = retry, static
     if plan.unsupported:
         raise UnsupportedError(plan.unsupported)
-    source = codegen.generate(plan, modules, options.origin or f"{type(module).__module__}.{type(module).__qualname__}")
+    source = codegen.generate(plan, modules, options.origin or f"{type(module).__module__}.{type(module).__qualname__}",
+                              imports_bridge=options.source_imports_bridge)
     tf_model = instantiate(source, class_name)
     bindings = codegen.binding_paths(plan, modules)
     state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}

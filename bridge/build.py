@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import types
 from dataclasses import dataclass, field
 
@@ -20,10 +21,24 @@ from .errors import BridgeError, KeyMismatchError, KeyProblems
 
 
 def instantiate(source: str, class_name: str, module_name: str = "bridge_generated"):
-    """Execute model_tf.py text and return an instance of its model class."""
+    """Execute model_tf.py text and return an instance of its model class.
+
+    The text imports its layers as ``bridge_layers`` (the copy an export writes beside it) or from
+    ``bridge``; here both resolve to this process's ``bridge.layers``, the code the copy is made from.
+    """
+    from . import layers
+
     mod = types.ModuleType(module_name)
     mod.__file__ = "model_tf.py"
-    exec(compile(source, "model_tf.py", "exec"), mod.__dict__)
+    before = sys.modules.get("bridge_layers")
+    sys.modules["bridge_layers"] = layers
+    try:
+        exec(compile(source, "model_tf.py", "exec"), mod.__dict__)
+    finally:
+        if before is None:
+            del sys.modules["bridge_layers"]
+        else:
+            sys.modules["bridge_layers"] = before
     return getattr(mod, class_name)()
 
 

@@ -52,6 +52,8 @@ def build_parser(ctx, debug):
 @click.option("--channels-last-io", is_flag=True,
               help="Image inputs NHWC (as tf.browser.fromPixels gives) and feature-map outputs NHWC: "
                    "no transpose at the model's boundary.")
+@click.option("--source-imports-bridge", is_flag=True,
+              help="model_tf.py imports bridge.layers instead of the bridge_layers/ copy written beside it.")
 @click.option("--per-module-tfjs/--no-per-module-tfjs", default=True, show_default=True,
               help="Also compare every module's output inside tfjs (a second, throw-away conversion).")
 @click.option("--check-gradients", is_flag=True,
@@ -62,8 +64,8 @@ def build_parser(ctx, debug):
 @click.option("--markdown", type=click.Path(path_type=Path), help="Write a Markdown summary (for PR comments).")
 @click.option("--html", type=click.Path(path_type=Path), help="Write an HTML report with a per-module error plot.")
 def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, no_tfjs, backends,
-            allow_nonfinite, seed, tolerances, browser_backends, channels_last_io, per_module_tfjs, check_gradients,
-            json_path, junit, markdown, html):
+            allow_nonfinite, seed, tolerances, browser_backends, channels_last_io, source_imports_bridge,
+            per_module_tfjs, check_gradients, json_path, junit, markdown, html):
     """Convert TARGET (a models/ folder, module:Class or file.py:Class) and verify it end to end."""
     from rich.console import Console
 
@@ -76,6 +78,7 @@ def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_faili
                          tfjs=not no_tfjs, backends=tuple(b for b in backends.split(",") if b),
                          allow_nonfinite=allow_nonfinite, seed=seed, tolerances=list(tolerances),
                          per_module_tfjs=per_module_tfjs, channels_last_io=channels_last_io,
+                         source_imports_bridge=source_imports_bridge,
                          check_gradients=check_gradients,
                          browser_backends=tuple(b for b in browser_backends.split(",") if b),
                          reports={"json": json_path, "junit": junit, "markdown": markdown, "html": html})

@@ -71,8 +71,18 @@ def _render(node: _Tree, path: str, modules: dict, indent: str) -> str:
     return "L.Namespace(\n" + "".join(f"{inner}{a},\n" for a in args) + f"{indent})"
 
 
-def generate(plan: Plan, modules: dict, origin: str) -> str:
-    """The full model_tf.py text for ``plan``; ``modules`` is torch's ``named_modules()`` dict."""
+# where the generated file finds the TF layers: a copy of bridge/layers written beside it (export's
+# bridge_layers/, so the file needs only TensorFlow), or the installed bridge package
+STANDALONE_IMPORT = "import bridge_layers as L  # bridge's TF layers, copied into bridge_layers/ beside this file"
+BRIDGE_IMPORT = "from bridge import layers as L"
+
+
+def generate(plan: Plan, modules: dict, origin: str, imports_bridge: bool = False) -> str:
+    """The full model_tf.py text for ``plan``; ``modules`` is torch's ``named_modules()`` dict.
+
+    By default the file imports its layers from ``bridge_layers`` (export writes that copy beside
+    it); ``imports_bridge`` imports them from the installed bridge package instead.
+    """
     root = _tree(plan)
     init = []
     root_module = modules[""]
@@ -88,6 +98,7 @@ def generate(plan: Plan, modules: dict, origin: str) -> str:
     args = ", ".join(["self", *plan.input_names])
     return _TEMPLATE.format(
         origin=origin, version=__version__, cls=plan.class_name, io=_io_sentence(plan),
+        layers_import=BRIDGE_IMPORT if imports_bridge else STANDALONE_IMPORT,
         init="\n".join("        " + line for line in init) or "        pass",
         args=args, body="\n".join("        " + line for line in body),
     )
@@ -109,12 +120,13 @@ The layers mirror the torch module tree, with the same names (Sequential and
 ModuleList become lists). {io}
 inside, feature maps are channels-last and transposes appear only where the
 layout must change. The weights are not in this file: they live in the
-SavedModel beside it (or are loaded by bridge.build.load_weights).
+SavedModel and in checkpoint/ beside it (tf.train.Checkpoint(model=...).read),
+or are loaded from a torch state_dict by bridge.load_torch_weights.
 """
 
 import tensorflow as tf
 
-from bridge import layers as L
+{layers_import}
 
 
 class {cls}(tf.Module):

@@ -22,7 +22,8 @@ from .tolerances import ToleranceConfig, from_pyproject
 
 def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, tfjs,
                 backends, allow_nonfinite, seed, tolerances=(), reports=None, per_module_tfjs=True,
-                browser_backends=("webgl",), channels_last_io=False, check_gradients=False) -> dict:
+                browser_backends=("webgl",), channels_last_io=False,
+                source_imports_bridge=False, check_gradients=False) -> dict:
     t = resolve(target, weights=weights, inputs=inputs, kwargs=kwargs)
     tolerance = from_pyproject().merged(ToleranceConfig.parse(tolerances))
     out = Path(out) if out else Path("exports") / t.name
@@ -46,8 +47,9 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
         examples = tuple(spec.example(gen) for spec in t.inputs)
         status.update("tracing and building the TF model")
         port = convert(module, examples, options=Options(seed=seed, origin=t.origin, tolerance=tolerance,
-                                                         channels_last_io=channels_last_io))
-        port.checkpoint, port.notes = ckpt, notes
+                                                         channels_last_io=channels_last_io,
+                                                         source_imports_bridge=source_imports_bridge))
+        port.checkpoint, port.notes = ckpt, [*notes, *port.notes]  # keep what convert noted (fixed dims)
         npz = inputs_npz or t.parity_inputs
         if npz:
             port.extra_inputs = _batched(load_npz_inputs(npz, port.input_names, examples), examples,

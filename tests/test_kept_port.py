@@ -8,6 +8,7 @@ import functools
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from conftest import MODELS, ROOT
 
@@ -168,6 +169,16 @@ import numpy as np
 import tensorflow as tf
 
 out, cls = sys.argv[1], sys.argv[2]
+
+
+class NoBridge:  # this process cannot import bridge: model_tf.py must run on TensorFlow alone
+    def find_spec(self, name, path=None, target=None):
+        if name == "bridge" or name.startswith("bridge."):
+            raise ImportError(f"{name} is blocked here")
+
+
+sys.meta_path.insert(0, NoBridge())
+sys.path.insert(0, out)  # model_tf.py imports bridge_layers/ from beside it
 spec = importlib.util.spec_from_file_location("model_tf", f"{out}/model_tf.py")
 model_tf = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(model_tf)
@@ -183,13 +194,14 @@ mine = run(*[tf.constant(feeds[n]) for n in names])
 mine = mine if isinstance(mine, (list, tuple)) else [mine]
 theirs = served(**{n: tf.constant(feeds[n]) for n in names})
 theirs = [theirs[k] for k in json.loads(sys.argv[5])]
+assert "bridge" not in sys.modules and "bridge_layers" in sys.modules
 print(json.dumps({"bit_equal": [bool(np.array_equal(a.numpy(), b.numpy())) for a, b in zip(mine, theirs)],
                   "max_abs_diff": max(float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(mine, theirs)),
                   "values": sorted(float(np.sum(np.abs(v.numpy()))) for v in model.variables)}))
 '''
 
 
-@pytest.mark.parametrize("name", ["digits_cnn"])
+@pytest.mark.parametrize("name", ["digits_cnn", "digits_lstm"])
 def test_tf_checkpoint_restores_into_model_tf_bit_for_bit(name, tmp_path):
     import json
     import os
@@ -203,7 +215,9 @@ def test_tf_checkpoint_restores_into_model_tf_bit_for_bit(name, tmp_path):
     port.save(out, tfjs=False, browser_backends=())
     assert (out / "checkpoint" / "ckpt.index").is_file()
     report = json.loads((out / "report.json").read_text())
-    assert report["tf_checkpoint"] == "checkpoint/ckpt" and report["variables"]["trainable"] == 20
+    assert report["tf_checkpoint"] == "checkpoint/ckpt" and report["variables"]["trainable"] == {
+        "digits_cnn": 20, "digits_lstm": 5}[name]
+    assert (out / "bridge_layers" / "base.py").is_file() and "import bridge_layers as L" in (out / "model_tf.py").read_text()
     feeds = feeds_for(port, port.parity_inputs()[-1])  # the batch of 3
     np.savez(tmp_path / "feeds.npz", **feeds)
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -337,3 +351,15 @@ def test_convert_check_gradients_writes_them_in_the_report(tmp_path):
     assert report["variables"]["trainable"] == 4 and report["variables"]["non_trainable"] == 0
     assert report["variables"]["by_torch_key"]["out.weight"] == {"variables": ["out/kernel"], "trainable": True}
     assert (out / "checkpoint" / "ckpt.index").is_file()
+
+
+def test_source_imports_bridge_keeps_the_short_form(tmp_path):
+    """--source-imports-bridge: model_tf.py imports bridge.layers and no bridge_layers/ copy is written."""
+    from bridge import convert
+    from bridge.api import Options
+
+    torch.manual_seed(0)
+    port = convert(nn.Sequential(nn.Linear(3, 2)), (torch.randn(1, 3),), options=Options(source_imports_bridge=True))
+    port.save(tmp_path / "short", tfjs=False, browser_backends=())
+    assert "from bridge import layers as L" in (tmp_path / "short" / "model_tf.py").read_text()
+    assert not (tmp_path / "short" / "bridge_layers").exists()
