@@ -122,6 +122,7 @@ def test_a_saved_model_is_checked_as_saved_with_its_own_weights(tmp_path, capsys
         from port_tf import LinearRegressionTF
     finally:
         sys.path.remove(str(LIN))
+        sys.modules.pop("port_tf", None)  # other tests import another models/ entry's port_tf
     port = LinearRegressionTF()
     load_torch_weights(port, load_checkpoint(LIN / "linear_regression.pt"))
     tf.saved_model.save(port, str(tmp_path / "good"))

@@ -10,6 +10,7 @@ with a tighter one. (A bridge.json manifest has no tolerance key today.)
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import sys
@@ -216,13 +217,23 @@ def drift_file(tmp_path_factory):
     return folder / "drifted_tf.py"
 
 
-def _check(drift_file, drift, *extra):
-    sys.path.insert(0, str(TWO))  # drifted_tf imports the two_layer port
+@contextlib.contextmanager
+def _two_layer_importable():
+    """drifted_tf does ``from port_tf import TwoLayerTF``: the two_layer folder on sys.path, and no other
+    models/ entry's ``port_tf`` (another test may have imported one) cached under that name."""
+    sys.modules.pop("port_tf", None)
+    sys.path.insert(0, str(TWO))
     try:
-        return main(["check", f"{TWO}/model.py:TwoLayer", f"{drift_file}:DriftedTF", "--weights",
-                     f"{TWO}/two_layer.pt", "--tf-kwargs", json.dumps({"drift": drift}), "--input", "4x3", *extra])
+        yield
     finally:
         sys.path.remove(str(TWO))
+        sys.modules.pop("port_tf", None)
+
+
+def _check(drift_file, drift, *extra):
+    with _two_layer_importable():
+        return main(["check", f"{TWO}/model.py:TwoLayer", f"{drift_file}:DriftedTF", "--weights",
+                     f"{TWO}/two_layer.pt", "--tf-kwargs", json.dumps({"drift": drift}), "--input", "4x3", *extra])
 
 
 @pytest.mark.parametrize("flag", [["--rtol", "1e-3"], ["--tolerance", "default=1e-3"], ["--tolerance", "Linear=1e-3"],
@@ -246,13 +257,10 @@ def test_assert_parity_rtol_flips_the_verdict_both_ways(drift_file):
     from bridge.target import load_class
     from bridge.testing import assert_parity
 
-    sys.path.insert(0, str(TWO))
-    try:
+    with _two_layer_importable():
         spec = importlib.util.spec_from_file_location("drifted_tf_tolerance", drift_file)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(TWO))
     torch_model = load_class(f"{TWO}/model.py:TwoLayer")()
     inputs = (torch.randn(4, 3, generator=torch.Generator().manual_seed(0)),)
     for drift, loose_ok, default_ok, tight_ok in ((3e-4, True, False, False), (3e-6, True, True, False)):
