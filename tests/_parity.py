@@ -49,6 +49,26 @@ def _randomize_batch_norm(m, gen: torch.Generator) -> None:
             m.bias.copy_(0.5 * torch.randn(m.num_features, generator=gen))
 
 
+NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm)
+
+
+def random_norm_stats(m: nn.Module, seed: int = 5, kinds: tuple = NORMS) -> nn.Module:
+    """Random affine parameters and running stats for every ``kinds`` module in ``m`` (fresh ones are
+    1/0 and would hide a dropped or swapped one)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for s in m.modules():
+            if not isinstance(s, kinds):
+                continue
+            if getattr(s, "weight", None) is not None:
+                s.weight.copy_(1 + 0.5 * torch.randn(s.weight.shape, generator=gen))
+                s.bias.copy_(0.5 * torch.randn(s.bias.shape, generator=gen))
+            if getattr(s, "running_mean", None) is not None:
+                s.running_mean.copy_(0.5 * torch.randn(s.running_mean.shape, generator=gen))
+                s.running_var.copy_(0.5 + 1.5 * torch.rand(s.running_var.shape, generator=gen))
+    return m
+
+
 def randn(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 

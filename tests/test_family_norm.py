@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _parity import Fn, assert_port_matches, randn, seeded
+from _parity import Fn, assert_port_matches, random_norm_stats, randn, seeded
 from _tfjs_batch import TfjsBatch
 
 # InstanceNorm with affine=False warns when num_features is given; harmless here
@@ -98,15 +98,7 @@ def test_functional_norm(kind):
 
 def stats(m: nn.Module, seed: int = 5) -> nn.Module:
     """Random affine parameters and running stats (fresh ones are 1/0 and would hide a dropped or swapped one)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        if getattr(m, "weight", None) is not None:
-            m.weight.copy_(1 + 0.5 * torch.randn(m.weight.shape, generator=gen))
-            m.bias.copy_(0.5 * torch.randn(m.bias.shape, generator=gen))
-        if getattr(m, "running_mean", None) is not None:
-            m.running_mean.copy_(0.5 * torch.randn(m.running_mean.shape, generator=gen))
-            m.running_var.copy_(0.5 + 1.5 * torch.rand(m.running_var.shape, generator=gen))
-    return m
+    return random_norm_stats(m, seed)
 
 
 def lazy(m: nn.Module, shape) -> nn.Module:

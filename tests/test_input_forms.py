@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from _parity import Fn, assert_port_matches, randn, seeded
+from _parity import Fn, assert_port_matches, random_norm_stats, randn, seeded
 from _tfjs_batch import RTOL, TfjsBatch
 
 FAMILIES = ("conv", "norm", "pooling", "linear", "activation")
@@ -69,20 +69,9 @@ class Form:
 
 
 def _random_stats(m: nn.Module, seed: int = 5) -> nn.Module:
-    """Random affine parameters and running stats of InstanceNorm/GroupNorm (fresh ones are 1/0 and would
-    hide a dropped or swapped one; ``seeded`` already does this for BatchNorm and LayerNorm)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for s in m.modules():
-            if not isinstance(s, (nn.modules.instancenorm._InstanceNorm, nn.GroupNorm)):
-                continue
-            if getattr(s, "weight", None) is not None:
-                s.weight.copy_(1 + 0.5 * torch.randn(s.weight.shape, generator=gen))
-                s.bias.copy_(0.5 * torch.randn(s.bias.shape, generator=gen))
-            if getattr(s, "running_mean", None) is not None:
-                s.running_mean.copy_(0.5 * torch.randn(s.running_mean.shape, generator=gen))
-                s.running_var.copy_(0.5 + 1.5 * torch.rand(s.running_var.shape, generator=gen))
-    return m
+    """Random affine parameters and running stats of InstanceNorm/GroupNorm (``seeded`` already does
+    this for BatchNorm and LayerNorm)."""
+    return random_norm_stats(m, seed, kinds=(nn.modules.instancenorm._InstanceNorm, nn.GroupNorm))
 
 
 def _prelu(n: int) -> nn.PReLU:
