@@ -29,7 +29,7 @@ class Options:
     n_random_inputs: int = 2
     class_name: str | None = None
     channels_last_io: bool = False  # image inputs NHWC (what tf.browser.fromPixels gives), maps returned NHWC
-    source_imports_bridge: bool = False  # model_tf.py imports bridge.layers instead of the bridge_layers/ copy
+    source_imports_bridge: bool = False  # model_tf.py imports bridge.layers instead of bridge_layers.py
     origin: str | None = None  # where the module came from, for the generated docstring
 
 

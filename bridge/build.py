@@ -23,7 +23,7 @@ from .errors import BridgeError, KeyMismatchError, KeyProblems
 def instantiate(source: str, class_name: str, module_name: str = "bridge_generated"):
     """Execute model_tf.py text and return an instance of its model class.
 
-    The text imports its layers as ``bridge_layers`` (the copy an export writes beside it) or from
+    The text imports its layers as ``bridge_layers`` (the one-file copy an export writes beside it) or from
     ``bridge``; here both resolve to this process's ``bridge.layers``, the code the copy is made from.
     """
     from . import layers

@@ -53,7 +53,7 @@ def build_parser(ctx, debug):
               help="Image inputs NHWC (as tf.browser.fromPixels gives) and feature-map outputs NHWC: "
                    "no transpose at the model's boundary.")
 @click.option("--source-imports-bridge", is_flag=True,
-              help="model_tf.py imports bridge.layers instead of the bridge_layers/ copy written beside it.")
+              help="model_tf.py imports bridge.layers instead of the bridge_layers.py written beside it.")
 @click.option("--per-module-tfjs/--no-per-module-tfjs", default=True, show_default=True,
               help="Also compare every module's output inside tfjs (a second, throw-away conversion).")
 @click.option("--check-gradients", is_flag=True,

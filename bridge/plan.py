@@ -20,7 +20,7 @@ import torch.fx as fx
 
 from . import layout as lay
 from .errors import Unsupported
-from .registry import LayerPlan, NotSupported, Registry, op_name
+from .registry import LayerPlan, NotSupported, Registry, Verdict, op_name
 from .tolerances import Tolerance
 
 
@@ -106,6 +106,9 @@ class Plan:
     # the layout of each input and (flattened) output at the model's boundary: identity unless channels_last_io
     input_layouts: list = field(default_factory=list)
     output_layouts: list = field(default_factory=list)
+    # per line: the decomposed module calls it ran in, outermost first, as (call key, module path);
+    # codegen turns each call into a method of a class for its module (see codegen.py)
+    line_scopes: list = field(default_factory=list)
 
     def module_layouts(self) -> dict[tuple[str, tuple], list]:
         """(module path, output index) -> the layout of that output at each call, for per-module parity."""
@@ -248,7 +251,10 @@ class Emitter:
         self.unsupported: list[Unsupported] = []
         self.tolerances: dict[str, Tolerance] = {}
         self.taps: dict[str, list] = {}
+        self.line_scopes: list[tuple] = []
         self.class_name = class_name
+        self._aliases = dict(modules[""].named_modules(remove_duplicate=False)) if "" in modules else {}
+        self._canonical = {id(m): p for p, m in modules.items()}
 
     # -- code helpers
     def fresh(self, base: str) -> str:
@@ -307,11 +313,13 @@ class Emitter:
                     self._report(node, self._why_unmapped(node))
                 self.env[node] = MISSING
                 continue
+            start = len(self.lines)
             try:
                 self.env[node] = getattr(self, f"_{node.op}")(node)
             except NotSupported as exc:
                 self._report(node, str(exc))
                 self.env[node] = MISSING
+            self.line_scopes += [self._scope(node)] * (len(self.lines) - start)
             if node.op == "placeholder":
                 inputs.append(self.env[node].var)
                 metas.append(TensorMeta(self.env[node].shape, self.env[node].dtype))
@@ -319,7 +327,21 @@ class Emitter:
                 output_expr, output_names = self.env[node]
         return Plan(self.class_name, inputs, metas, self.lines, output_expr, output_names, self.layers,
                     self.params, self.unsupported, self.tolerances, self.taps, self.input_layouts,
-                    self.output_layouts)
+                    self.output_layouts, self.line_scopes)
+
+    def _scope(self, node) -> tuple:
+        """The decomposed, non-container module calls ``node`` ran in (outermost first), as
+        (export's call key, canonical module path); the walk stops at a leaf module."""
+        out = []
+        for key, entry in (node.meta.get("nn_module_stack") or {}).items():
+            module = self._aliases.get(entry[0]) if entry and entry[0] else None
+            if module is None:
+                continue
+            if self.registry.verdict(module).verdict != Verdict.DECOMPOSE:
+                break
+            if not isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)):
+                out.append((key, self._canonical.get(id(module), entry[0])))
+        return tuple(out)
 
     def wanted_input_layouts(self) -> dict[int, lay.Layout]:
         """Inputs (by index) that this walk converted to channels-last before their first use."""

@@ -434,8 +434,11 @@ def _fold(module, ep, calls, scopes: _Scopes, values, contexts: dict) -> fx.Grap
             continue
         else:
             env[n] = graph.node_copy(n, lambda a: _lookup(env, a))
-        for where, index in taps.get(n, ()):
-            graph.call_function(tap, (where, index, env[n]))
+        # a value several nested calls return is tapped innermost first: each tap ends its own call
+        marked = [(where, index, _stack_through(n, key)) for where, index, key in taps.get(n, ())]
+        for where, index, stack in sorted(marked, key=lambda t: -len(t[2])):
+            marker = graph.call_function(tap, (where, index, env[n]))
+            marker.meta["nn_module_stack"] = stack  # the tap belongs to the tapped call
     for n in list(graph.nodes):  # weights of leaf modules are read by their mappings, not as graph values
         if n.op == "get_attr" and not n.users:
             graph.erase_node(n)
@@ -455,7 +458,7 @@ def _call_indices(nodes, scopes: _Scopes) -> dict:
 
 
 def _decomposed_taps(nodes, scopes: _Scopes, calls, call_index, match) -> dict:
-    """node -> [(path, output index)] for the outputs of decomposed (non-container) module calls."""
+    """node -> [(path, output index, call key)] for the outputs of decomposed (non-container) module calls."""
     inside: dict = {}
     for n in nodes:
         for key, path in scopes.decomposed_of.get(n, ()):
@@ -472,8 +475,19 @@ def _decomposed_taps(nodes, scopes: _Scopes, calls, call_index, match) -> dict:
             hit = match.find(tensor, outs, taken)
             if hit is not None:
                 taken.add(hit)
-                taps.setdefault(hit, []).append((path, index))
+                taps.setdefault(hit, []).append((path, index, key))
     return taps
+
+
+def _stack_through(node, key) -> dict:
+    """``node``'s module stack up to and including the call ``key``: where a tap of that call's output
+    goes in the generated source (the end of that module's own ``__call__``)."""
+    out = {}
+    for k, v in (node.meta.get("nn_module_stack") or {}).items():
+        out[k] = v
+        if k == key:
+            break
+    return out
 
 
 def _lookup(env, node):

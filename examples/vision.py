@@ -10,6 +10,8 @@ CLI and assert their errors and the Transpose count of their tfjs graph (tests/t
 scripts/bench_reference.py prints their conversion cost.
 
 - resnet50: torchvision's ResNet-50 layout (Bottleneck blocks 3-4-6-3, stride on the 3x3 conv).
+- resnet18: torchvision's ResNet-18 layout (BasicBlock 2-2-2-2); not in REFERENCE, tests/test_codegen_classes.py
+  uses it for the shape of the generated source.
 - mobilenet_v2: inverted residuals with ReLU6 and depthwise 3x3 convs (width 1.0).
 - mobilenet_v3_small: hardswish, squeeze-excite with hardsigmoid, 5x5 depthwise convs.
 - efficientnet_b0: MBConv with SiLU and squeeze-excite, stage table of the paper (stochastic depth is
@@ -82,9 +84,30 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet(nn.Module):
-    def __init__(self, layers=(3, 4, 6, 3), num_classes: int = 1000):
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, width: int, stride: int):
         super().__init__()
+        self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.downsample = (nn.Sequential(nn.Conv2d(cin, width, 1, stride, bias=False), nn.BatchNorm2d(width))
+                           if stride != 1 or cin != width else None)
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    def __init__(self, layers=(3, 4, 6, 3), num_classes: int = 1000, block: type = None):
+        super().__init__()
+        block = block or Bottleneck
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
@@ -94,8 +117,8 @@ class ResNet(nn.Module):
             width = 64 * 2 ** i
             blocks = []
             for j in range(n):
-                blocks.append(Bottleneck(cin, width, 2 if (j == 0 and i > 0) else 1))
-                cin = width * Bottleneck.expansion
+                blocks.append(block(cin, width, 2 if (j == 0 and i > 0) else 1))
+                cin = width * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -109,6 +132,10 @@ class ResNet(nn.Module):
 
 def resnet50(num_classes: int = 1000) -> nn.Module:
     return randomized(ResNet((3, 4, 6, 3), num_classes))
+
+
+def resnet18(num_classes: int = 1000) -> nn.Module:
+    return randomized(ResNet((2, 2, 2, 2), num_classes, BasicBlock))
 
 
 # ---- MobileNetV2 -------------------------------------------------------------------------------------------

@@ -168,7 +168,9 @@ def test_decomposed_modules_are_still_compared_at_their_paths():
 def test_a_wrong_decomposed_output_is_named_as_the_first_divergence(monkeypatch):
     """Per-module parity must localise an error inside a decomposed module to that module's path."""
     port = bridge.convert(TwoBlocks().eval(), (randn(1, 3, 5, 5),))
-    broken = port.source.replace("L.tap('b', (0,), ", "L.tap('b', (0,), 1.5 * ")
+    # Block is one TF class for a and b (or one per variant): break the output of the instance at b only
+    broken = port.source.replace("L.tap(self.torch_path, (0,), ",
+                                 "L.tap(self.torch_path, (0,), (1.5 if self.torch_path == 'b' else 1.0) * ")
     assert broken != port.source
     port.tf_model = bridge.build.instantiate(broken, port.plan.class_name)
     bridge.build.load_weights(port.tf_model, port.bindings, {

@@ -178,7 +178,7 @@ class NoBridge:  # this process cannot import bridge: model_tf.py must run on Te
 
 
 sys.meta_path.insert(0, NoBridge())
-sys.path.insert(0, out)  # model_tf.py imports bridge_layers/ from beside it
+sys.path.insert(0, out)  # model_tf.py imports bridge_layers.py from beside it
 spec = importlib.util.spec_from_file_location("model_tf", f"{out}/model_tf.py")
 model_tf = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(model_tf)
@@ -188,7 +188,8 @@ tf.train.Checkpoint(model=model).read(f"{out}/checkpoint/ckpt").assert_consumed(
 served = tf.saved_model.load(f"{out}/saved_model").signatures["serving_default"]
 feeds = dict(np.load(sys.argv[3]))
 names = json.loads(sys.argv[4])
-specs = [tf.TensorSpec([None, *feeds[n].shape[1:]], tf.as_dtype(feeds[n].dtype), name=n) for n in names]
+signature = served.structured_input_signature[1]  # the exported shapes: free dims stay free (None)
+specs = [tf.TensorSpec(signature[n].shape, signature[n].dtype, name=n) for n in names]
 run = tf.function(lambda *a: model(*a), input_signature=specs, autograph=False)
 mine = run(*[tf.constant(feeds[n]) for n in names])
 mine = mine if isinstance(mine, (list, tuple)) else [mine]
@@ -217,7 +218,7 @@ def test_tf_checkpoint_restores_into_model_tf_bit_for_bit(name, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["tf_checkpoint"] == "checkpoint/ckpt" and report["variables"]["trainable"] == {
         "digits_cnn": 20, "digits_lstm": 5}[name]
-    assert (out / "bridge_layers" / "base.py").is_file() and "import bridge_layers as L" in (out / "model_tf.py").read_text()
+    assert (out / "bridge_layers.py").is_file() and "import bridge_layers as L" in (out / "model_tf.py").read_text()
     feeds = feeds_for(port, port.parity_inputs()[-1])  # the batch of 3
     np.savez(tmp_path / "feeds.npz", **feeds)
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -354,7 +355,7 @@ def test_convert_check_gradients_writes_them_in_the_report(tmp_path):
 
 
 def test_source_imports_bridge_keeps_the_short_form(tmp_path):
-    """--source-imports-bridge: model_tf.py imports bridge.layers and no bridge_layers/ copy is written."""
+    """--source-imports-bridge: model_tf.py imports bridge.layers and no bridge_layers.py is written."""
     from bridge import convert
     from bridge.api import Options
 
@@ -362,4 +363,4 @@ def test_source_imports_bridge_keeps_the_short_form(tmp_path):
     port = convert(nn.Sequential(nn.Linear(3, 2)), (torch.randn(1, 3),), options=Options(source_imports_bridge=True))
     port.save(tmp_path / "short", tfjs=False, browser_backends=())
     assert "from bridge import layers as L" in (tmp_path / "short" / "model_tf.py").read_text()
-    assert not (tmp_path / "short" / "bridge_layers").exists()
+    assert not (tmp_path / "short" / "bridge_layers.py").exists()

@@ -74,7 +74,8 @@ def test_a_decomposed_builtin_is_traced_through_instead_of_mapped():
     reg.decompose(nn.Linear, "traced through for this test")
     model = nn.Sequential(nn.Linear(3, 4)).eval()
     port = bridge.convert(model, (randn(2, 3),), registry=reg)
-    assert "self.layers[0](" not in port.source and "L.matmul" in port.source
+    # a childless torch module that is traced through has no class of its own: its ops sit in the caller
+    assert "L.Linear(" not in port.source and "class Linear" not in port.source and "L.matmul" in port.source
     assert port.parity().ok and port.parity().max_abs_error <= 1e-5
 
 

@@ -10,7 +10,7 @@ Layout of ``out/``::
                    shapes, dtypes, layouts, node maps, checkpoint sha256, version
                    and the measured parity
     model_tf.py    the generated TF source the model was built from
-    bridge_layers/ the TF layers model_tf.py imports (a copy of bridge/layers): it needs only TensorFlow
+    bridge_layers.py  the TF layers model_tf.py imports (bridge/layers in one file): it needs only TensorFlow
                    (absent with source_imports_bridge, where it imports the bridge package)
     report.json    everything measured
 
@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__, codegen, layers, parity
+from .. import __version__, codegen, parity
 from ..errors import BadInputError, ExportError, ParityError
 from . import browser, permodule, savedmodel, tfjs
 
@@ -88,7 +88,7 @@ def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
     t = time.perf_counter()
     (tmp / "model_tf.py").write_text(port.source)
     if codegen.STANDALONE_IMPORT in port.source:
-        _write_layers(tmp / "bridge_layers")
+        (tmp / codegen.LAYERS_FILE).write_text(codegen.standalone_layers())
     _fault("model_tf")
     step("writing SavedModel")
     savedmodel.save_savedmodel(port, tmp / "saved_model")
@@ -139,14 +139,6 @@ def write_tf_checkpoint(port, folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     return Path(tf.train.Checkpoint(model=port.tf_model).write(str(folder / CHECKPOINT_PREFIX)))
-
-
-def _write_layers(dest: Path) -> None:
-    """bridge/layers as the package ``bridge_layers`` beside model_tf.py: the file then runs with
-    TensorFlow alone (the layers import only TF, numpy and each other)."""
-    dest.mkdir()
-    for source in sorted(Path(layers.__file__).parent.glob("*.py")):
-        shutil.copyfile(source, dest / source.name)
 
 
 def _check_runtime(name: str, refs, port, run) -> parity.RuntimeResult:

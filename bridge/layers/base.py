@@ -81,6 +81,15 @@ class Namespace(tf.Module):
             setattr(self, key, child)
 
 
+class Module(tf.Module):
+    """The base of each class ``model_tf.py`` generates for a decomposed torch module class: it holds
+    the module's children under their torch names, and its ``__call__`` is that module's forward."""
+
+    def __init__(self, path: str):
+        super().__init__(name=identifier(path))
+        self.torch_path = path
+
+
 def parameter(path: str, shape, dtype=tf.float32) -> tf.Variable:
     """A raw torch parameter or buffer used directly in forward()."""
     return tf.Variable(tf.zeros(shape, dtype=dtype), name=identifier(path), trainable=dtype.is_floating)

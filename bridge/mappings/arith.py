@@ -445,7 +445,7 @@ def baddbmm(c):
 
 @op_mapping(A.einsum.default)
 def einsum(c):
-    """torch.einsum, planned as transposes, sums and batched matmuls two tensors at a time (L.shape.einsum).
+    """torch.einsum, planned as transposes, sums and batched matmuls two tensors at a time (L.einsum).
 
     A contraction ``path=`` (opt_einsum's order) is ignored: the result is the same, left to right.
     """
@@ -456,7 +456,7 @@ def einsum(c):
     if len({v.dtype for v in operands}) != 1:
         raise NotSupported("einsum of tensors with different dtypes")
     parts = ", ".join(c.tensor(v, lay.identity(v.rank)) for v in operands)
-    return c.out(f"L.shape.einsum({equation!r}, {parts})", lay.identity(len(c.out_shape)))
+    return c.out(f"L.einsum({equation!r}, {parts})", lay.identity(len(c.out_shape)))
 
 
 @op_mapping(A.outer.default)
@@ -683,7 +683,7 @@ def topk(c):
     largest = c.arg(3, "largest", True)
     want = keep_layout(x)
     names = [c.em.fresh(f"{c.node.name}_{i}") for i in range(2)]
-    c.em.lines.append(f"{names[0]}, {names[1]} = L.shape.top_k({_searchable(c, x, want)}, {c.render(k)}, "
+    c.em.lines.append(f"{names[0]}, {names[1]} = L.top_k({_searchable(c, x, want)}, {c.render(k)}, "
                       f"axis={want.tf_axis(dim)}, largest={bool(largest)})")
     return _cast_values(c, names, x, want)
 
@@ -713,7 +713,7 @@ def sort(c):
     x, dim, descending = _sort_args(c)
     want = keep_layout(x)
     names = [c.em.fresh(f"{c.node.name}_{i}") for i in range(2)]
-    c.em.lines.append(f"{names[0]}, {names[1]} = L.shape.top_k({_searchable(c, x, want)}, None, "
+    c.em.lines.append(f"{names[0]}, {names[1]} = L.top_k({_searchable(c, x, want)}, None, "
                       f"axis={want.tf_axis(dim)}, largest={descending})")
     return _cast_values(c, names, x, want)
 
@@ -723,7 +723,7 @@ def argsort(c):
     """argsort(self, dim=-1, descending=False): the indices of ``sort``."""
     x, dim, descending = _sort_args(c)
     want = keep_layout(x)
-    expr = f"L.shape.top_k({_searchable(c, x, want)}, None, axis={want.tf_axis(dim)}, largest={descending})[1]"
+    expr = f"L.top_k({_searchable(c, x, want)}, None, axis={want.tf_axis(dim)}, largest={descending})[1]"
     return c.out(expr, want)
 
 
@@ -745,7 +745,7 @@ def linspace(c):
     if any(isinstance(v, TensorValue) for v in (start, end, steps)):
         raise NotSupported("linspace with tensor bounds")
     bounds = ", ".join(c.render(v) for v in (start, end, steps))
-    return c.out(f"L.shape.linspace({bounds}, {tf_dtype(c.out_meta.dtype)})", lay.identity(1))
+    return c.out(f"L.linspace({bounds}, {tf_dtype(c.out_meta.dtype)})", lay.identity(1))
 
 
 def _is_literal(v) -> bool:

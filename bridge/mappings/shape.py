@@ -548,11 +548,11 @@ def roll(c):
     shifts, dims = list(c.arg(1, "shifts")), list(c.arg(2, "dims", []))
     if not dims:
         flat, sizes = _torch_order_flat(c, x)
-        rolled = f"L.shape.roll({flat}, [{c.render(shifts[0])}], [0])"
+        rolled = f"L.roll({flat}, [{c.render(shifts[0])}], [0])"
         return c.out(f"tf.reshape({rolled}, {_shape_source(sizes)})", lay.identity(x.rank))
     src = keep_layout(x)
     axes = [src.tf_axis(d % x.rank) for d in dims]
-    return c.out(f"L.shape.roll({c.tensor(x, src)}, {c.render(shifts)}, {axes})", src)
+    return c.out(f"L.roll({c.tensor(x, src)}, {c.render(shifts)}, {axes})", src)
 
 
 def _tiled(c, x: TensorValue, reps: list) -> TensorValue:
