@@ -54,8 +54,9 @@ def build_parser(ctx, debug):
                    "no transpose at the model's boundary.")
 @click.option("--source-imports-bridge", is_flag=True,
               help="model_tf.py imports bridge.layers instead of the bridge_layers.py written beside it.")
-@click.option("--per-module-tfjs/--no-per-module-tfjs", default=True, show_default=True,
-              help="Also compare every module's output inside tfjs (a second, throw-away conversion).")
+@click.option("--per-module-tfjs/--no-per-module-tfjs", default=None,
+              help="Compare every module's output inside tfjs too (a second, throw-away conversion). "
+                   "Default: only when a tfjs runtime misses its bound, to name the module that diverged there.")
 @click.option("--check-gradients", is_flag=True,
               help="Also compare every trainable variable's gradient with torch's (eval mode; report.json "
                    "'gradients'); a failure exits with 4.")
@@ -166,12 +167,15 @@ def _import_tensorflow_quietly() -> None:
     """TF's C++ start-up writes CUDA-registration noise straight to fd 2 (no env var silences it).
 
     Importing it once with fd 2 pointed at /dev/null keeps error output to the one line we print.
+    The device scan (on a machine without a GPU, its "failed call to cuInit" line) runs then too.
     """
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -21,7 +21,7 @@ from .tolerances import ToleranceConfig, from_pyproject
 
 
 def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, tfjs,
-                backends, allow_nonfinite, seed, tolerances=(), reports=None, per_module_tfjs=True,
+                backends, allow_nonfinite, seed, tolerances=(), reports=None, per_module_tfjs=None,
                 browser_backends=("webgl",), channels_last_io=False,
                 source_imports_bridge=False, check_gradients=False) -> dict:
     t = resolve(target, weights=weights, inputs=inputs, kwargs=kwargs)

@@ -49,7 +49,9 @@ class SaveOptions:
     backends: tuple[str, ...] = ("cpu", "wasm")
     write_failing: bool = False  # write artifacts even when parity fails (marked failing)
     require_node: bool = False  # a missing node is an error instead of a skip
-    per_module_tfjs: bool = True  # also locate the first diverging module inside tfjs (permodule.py)
+    # locate the first diverging module inside tfjs (permodule.py, a second, throw-away conversion):
+    # None runs it only when a tfjs runtime misses its bound, True always, False never
+    per_module_tfjs: bool | None = None
     browser_backends: tuple[str, ...] = ("webgl",)  # checked in headless chromium; () to skip
     browser_sets: int = 2  # parity input sets run in the browser (each browser launch costs seconds)
     check_gradients: bool = False  # also compare gradients with torch's (bridge.gradients), in the report
@@ -111,7 +113,7 @@ def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
         step("verifying tfjs in node (" + ", ".join(options.backends) + ")")
         report.runtimes += _check_tfjs(port, refs, tmp / "tfjs", options)
         timings["tfjs_verify_s"] = time.perf_counter() - t
-        if options.per_module_tfjs and tfjs.node_status() is None:
+        if _per_module_wanted(options, report) and tfjs.node_status() is None:
             t = time.perf_counter()
             step("per-module parity in tfjs")
             report.per_module_runtimes.update(_per_module_tfjs(port, options))
@@ -196,6 +198,13 @@ def _check_browser(port, refs, model_dir: Path, options: SaveOptions) -> list[pa
                 port.notes.append(f"browser {backend}: float16 textures only, expect errors near 1e-3")
     port.notes.append(f"browser checked on {len(refs)} of {len(port.parity_inputs())} parity input sets")
     return [parity.RuntimeResult(n, parity.merge_sets(per_set[n])) for n in names]
+
+
+def _per_module_wanted(options: SaveOptions, report) -> bool:
+    """Per-module parity inside tfjs when asked for, or (by default) when tfjs missed its bound."""
+    if options.per_module_tfjs is not None:
+        return bool(options.per_module_tfjs)
+    return any(r.runtime.startswith("tfjs-") and r.skipped is None and not r.ok for r in report.runtimes)
 
 
 def _per_module_tfjs(port, options: SaveOptions) -> dict:
