@@ -13,6 +13,11 @@ The format is found from the file's first bytes, not from its suffix:
     \\x80 <protocol 2..5> ...        torch-legacy  torch.save(_use_new_zipfile_serialization=False), or a pickle
     <u64 n> {"...json header...}    safetensors   n = header length, little endian
 
+A checkpoint split into shards is read as one: pass its index (``model.safetensors.index.json``,
+``pytorch_model.bin.index.json``: ``{"weight_map": {key: shard file}}``) or the folder that holds
+it. Every shard is read as above; a key in two shards, a shard the index names that is missing, or
+a key the index names that its shard lacks is a CheckpointError naming it.
+
 After reading, the object is normalized into a flat ``{key: tensor}`` dict:
 wrappers such as ``{"epoch": 3, "state_dict": {...}}`` are unwrapped, a
 ``module.`` prefix (DataParallel / DDP) or ``_orig_mod.`` prefix
@@ -72,7 +77,7 @@ _TORCH_NAMES_GLOBAL = re.compile(r"GLOBAL (\S+?)(?: was not an allowed| whose mo
 @dataclass(frozen=True, eq=False)  # eq=False: comparing dicts of tensors elementwise is meaningless
 class Checkpoint:
     path: Path
-    format: str  # "torch-zip" | "torch-legacy" | "safetensors"
+    format: str  # "torch-zip" | "torch-legacy" | "safetensors", or "sharded-<one of those>" (path: the index)
     sha256: str  # of the file bytes
     state_dict: dict[str, torch.Tensor]  # floating tensors are float32; integer and bool tensors kept
     unwrapped: tuple[str, ...]  # what was unwrapped, e.g. "under 'state_dict'", "prefix 'module.' stripped"
@@ -101,13 +106,83 @@ def load_checkpoint(path: str | Path, *, allow_nonfinite: bool = False) -> Check
     tensors), UnsafeCheckpointError (it would import or call code), NonFiniteWeightsError
     (NaN/Inf in a floating tensor, unless ``allow_nonfinite``).
     """
+    index = _shard_index(Path(path).expanduser())
+    if index is not None:
+        return _load_sharded(index, allow_nonfinite)
     path = _existing_file(path)
     fmt = detect_format(path)
-    raw = _read_safetensors(path) if fmt == "safetensors" else _read_torch(path, fmt)
+    raw = _read_file(path, fmt)
     state_dict, unwrapped, casts = normalize_state_dict(raw, str(path))
     if not allow_nonfinite:
         check_finite(state_dict, str(path), casts)
     return Checkpoint(path, fmt, file_sha256(path), state_dict, unwrapped, casts)
+
+
+def _read_file(path: Path, fmt: str):
+    return _read_safetensors(path) if fmt == "safetensors" else _read_torch(path, fmt)
+
+
+INDEX_SUFFIX = ".index.json"
+
+
+def _shard_index(path: Path) -> Path | None:
+    """The index json of a sharded checkpoint: ``path`` itself, or the one index in folder ``path``."""
+    if path.is_file() and path.name.endswith(INDEX_SUFFIX):
+        return path
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.name.endswith(INDEX_SUFFIX) and p.is_file())
+        if len(found) > 1:
+            raise CheckpointError(f"{path} holds several shard indexes ({', '.join(p.name for p in found)}); "
+                                  "pass the one to load.", details={"path": str(path)})
+        return found[0] if found else None
+    return None
+
+
+def _load_sharded(index: Path, allow_nonfinite: bool) -> Checkpoint:
+    """All shards an index names, as one state_dict. The sha256 covers the index and every shard."""
+    import json
+
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise TypeError("weight_map is not {key: file}")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise _fail(index, f"is not a shard index ({type(e).__name__}: {e}).",
+                    'Expected JSON with a "weight_map" of {key: shard file}.') from e
+    shards = list(dict.fromkeys(weight_map.values()))
+    missing = [name for name in shards if not (index.parent / name).is_file()]
+    if missing:
+        raise _fail(index, f"names shards that are not beside it: {', '.join(missing[:8])}.",
+                    "Download or copy every shard into the same folder.")
+    raw: dict[str, torch.Tensor] = {}
+    where: dict[str, str] = {}
+    digest, formats = hashlib.sha256(index.read_bytes()), set()
+    for name in shards:
+        shard = _existing_file(index.parent / name)
+        fmt = detect_format(shard)
+        formats.add(fmt)
+        part = _read_file(shard, fmt)
+        if not isinstance(part, Mapping):
+            raise CheckpointError(f"{shard}: {_not_a_dict(part)}", details={"path": str(shard)})
+        for key, value in part.items():
+            if key in raw:
+                raise _fail(index, f"key {key!r} is in two shards ({where[key]} and {name}).",
+                            "Each key must be in exactly one shard.")
+            raw[key], where[key] = value, name
+        digest.update(file_sha256(shard).encode())
+    lacking = [k for k, name in weight_map.items() if where.get(k) != name]
+    if lacking:
+        raise _fail(index, f"{len(lacking)} keys are not in the shard the index names, e.g. "
+                    f"{lacking[0]!r} ({weight_map[lacking[0]]}).", "The index and the shards do not match.")
+    state_dict, unwrapped, casts = normalize_state_dict(raw, str(index))
+    extra = sorted(set(raw) - set(weight_map))
+    notes = [f"{len(shards)} shards read through {index.name}"]
+    if extra:
+        notes.append(f"{len(extra)} keys in the shards are not in the index ({', '.join(extra[:4])})")
+    if not allow_nonfinite:
+        check_finite(state_dict, str(index), casts)
+    fmt = "sharded-" + (formats.pop() if len(formats) == 1 else "mixed")
+    return Checkpoint(index, fmt, digest.hexdigest(), state_dict, tuple(notes) + unwrapped, casts)
 
 
 def file_sha256(path: Path) -> str:

@@ -32,7 +32,8 @@ def build_parser(ctx, debug):
 
 @build_parser.command()
 @click.argument("target")
-@click.option("--weights", help="Checkpoint: .pt/.pth/.bin (loaded with weights_only) or .safetensors.")
+@click.option("--weights", help="Checkpoint: .pt/.pth/.bin (loaded with weights_only) or .safetensors; a sharded "
+              "one by its *.index.json (or the folder holding it).")
 @click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE[:HIGH]]",
               help="Example input, e.g. 1x3x64x64 or 1x16:int64:30522 (ids in [0, HIGH)). Repeat per input.")
 @click.option("--kwargs", help="Constructor kwargs as JSON, or @file.json.")

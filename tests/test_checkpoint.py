@@ -525,3 +525,73 @@ def test_render_inspect_lists_every_key(tmp_path):
     assert "(8, 3, 3, 3)" in text and "float16" in text and "216" in text
     assert "6 tensors, 322 parameters" in text
     assert "prefix 'module.' stripped" in text
+
+
+# --------------------------------------------------------------------------- sharded checkpoints
+
+
+def write_shards(folder, sd: dict, n: int, kind: str) -> str:
+    """``sd`` split into n shards the way transformers saves them; returns the index file name."""
+    keys = list(sd)
+    parts = [keys[i::n] for i in range(n)]
+    ext, index = ("safetensors", "model.safetensors.index.json") if kind == "safetensors" else (
+        "bin", "pytorch_model.bin.index.json")
+    weight_map = {}
+    for i, part in enumerate(parts):
+        name = f"model-{i + 1:05d}-of-{n:05d}.{ext}" if kind == "safetensors" else \
+            f"pytorch_model-{i + 1:05d}-of-{n:05d}.bin"
+        shard = {k: sd[k].contiguous() for k in part}
+        save_file(shard, str(folder / name)) if kind == "safetensors" else torch.save(shard, folder / name)
+        weight_map.update({k: name for k in part})
+    (folder / index).write_text(json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}))
+    return index
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "bin"])
+def test_a_sharded_checkpoint_loads_as_one(tmp_path, kind):
+    sd = small_state_dict()
+    index = write_shards(tmp_path, sd, 3, kind)
+    by_index = load_checkpoint(tmp_path / index)
+    assert_same_tensors(by_index.state_dict, {k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+    assert by_index.format == ("sharded-safetensors" if kind == "safetensors" else "sharded-torch-zip")
+    assert by_index.notes()[0] == f"3 shards read through {index}" and len(by_index.sha256) == 64
+    by_folder = load_checkpoint(tmp_path)  # the folder that holds the index
+    assert by_folder.sha256 == by_index.sha256 and set(by_folder.state_dict) == set(sd)
+
+
+def test_sharded_checkpoint_problems_are_named(tmp_path):
+    sd = small_state_dict()
+    index = tmp_path / write_shards(tmp_path, sd, 2, "safetensors")
+    (tmp_path / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors"):
+        load_checkpoint(index)
+    write_shards(tmp_path, sd, 2, "safetensors")
+    data = json.loads(index.read_text())
+    key = next(iter(data["weight_map"]))
+    other = "model-00002-of-00002.safetensors" if data["weight_map"][key].startswith("model-00001") else \
+        "model-00001-of-00002.safetensors"
+    data["weight_map"][key] = other
+    index.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="not in the shard the index names"):
+        load_checkpoint(index)
+    index.write_text("{}")
+    with pytest.raises(CheckpointError, match="not a shard index"):
+        load_checkpoint(index)
+
+
+def test_convert_reads_a_sharded_checkpoint(tmp_path):
+    """The CLI takes the index as --weights, and the report names the sharded format."""
+    from bridge.cli import main
+
+    from conftest import ROOT
+
+    sd = torch.load(ROOT / "models" / "two_layer" / "two_layer.pt", weights_only=True)
+    write_shards(tmp_path, sd, 2, "safetensors")
+    out = tmp_path / "out"
+    assert main(["convert", str(ROOT / "models" / "two_layer" / "model.py") + ":TwoLayer",
+                 "--kwargs", json.dumps(json.loads((ROOT / "models" / "two_layer" / "bridge.json").read_text())
+                                        .get("kwargs", {})),
+                 "--weights", str(tmp_path / "model.safetensors.index.json"), "--input", "1x3",
+                 "--out", str(out), "--no-tfjs"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["checkpoint"]["format"] == "sharded-safetensors" and report["parity"]["ok"]
