@@ -140,3 +140,25 @@ def test_write_failing_marks_the_artifacts(tmp_path, node_or_skip):
     meta = json.loads((tmp_path / "net" / "tfjs" / "model.json").read_text())["userDefinedMetadata"]["bridge"]
     assert meta["parity"]["ok"] is False and meta["parity"]["first_divergence"] == "bn"
     assert meta["parity"]["runtimes"]["tfjs-wasm"]["ok"] is False
+
+
+@pytest.mark.node
+@pytest.mark.browser
+def test_two_conversions_at_once_into_sibling_folders(tmp_path, browser_or_skip):
+    """CI often runs several conversions on one machine: no shared temporary paths, npm or browser state."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("BRIDGE_FAULT", None)
+    procs = [subprocess.Popen([sys.executable, "-m", "bridge.cli", "convert", str(EXAMPLE), "--out", str(tmp_path / name)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("a", "b")]
+    results = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0, err[-2000:] + out[-2000:]
+    reports = [json.loads((tmp_path / name / "report.json").read_text()) for name in ("a", "b")]
+    for report in reports:
+        runtimes = {r["runtime"]: r for r in report["parity"]["runtimes"]}
+        assert {"tfjs-cpu", "tfjs-wasm", "browser-webgl"} <= set(runtimes)
+        assert all(r["ok"] and r["skipped"] is None for r in runtimes.values())
+    a, b = (sorted((tmp_path / name / "tfjs").iterdir()) for name in ("a", "b"))
+    assert [p.name for p in a] == [p.name for p in b] and all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
+    assert leftovers(tmp_path) == []
