@@ -19,7 +19,7 @@ python3 -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "brid
 
 if command -v node >/dev/null 2>&1; then
   npm ci --prefix bridge/export/js --no-audit --no-fund --loglevel=error
-  echo "npm packages ok: $(node --version), @tensorflow/tfjs + tfjs-backend-wasm 4.22.0"
+  echo "npm packages ok: $(node --version), @tensorflow/tfjs + tfjs-backend-wasm + tfjs-backend-webgpu 4.22.0, onnxruntime-web 1.30.0"
 else
   echo "warning: node not found: tfjs verification will be skipped (install Node >= 20)" >&2
 fi

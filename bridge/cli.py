@@ -30,6 +30,34 @@ def build_parser(ctx, debug):
     ctx.obj = {"debug": debug}
 
 
+def _processing_options(command):
+    """convert's pre/post-processing flags (bridge/preprocess.py); they override the manifest's fields."""
+    flags = [
+        click.option("--input-scale", metavar="S", help="Preprocessing: x = (raw * S - mean) / std; raw is "
+                     "0..255 for images, e.g. 1/255. Stored in the tfjs metadata for pages (bridge serve)."),
+        click.option("--mean", metavar="M[,M..]", help="Preprocessing mean: one value or one per channel."),
+        click.option("--std", metavar="S[,S..]", help="Preprocessing std (> 0): one value or one per channel."),
+        click.option("--image-layout", type=click.Choice(["NCHW", "NHWC", "NHW"]),
+                     help="How the input holds an image (default: the input's layout when it is rank 4); "
+                          "NHW: a grey image read row by row by a sequence model."),
+        click.option("--labels", metavar="A,B,..|@FILE", help="Class names of the output's last dim "
+                     "(a comma list, or a file with one a line)."),
+        click.option("--output-activation", type=click.Choice(["softmax", "sigmoid", "none"]),
+                     help="What turns the output into scores in a page."),
+    ]
+    for flag in reversed(flags):
+        command = flag(command)
+    return command
+
+
+def _parse_processing(flags: dict):
+    from .preprocess import CLI_NAMES, parse
+
+    return parse(scale=flags.get("input_scale"), mean=flags.get("mean"), std=flags.get("std"),
+                 image_layout=flags.get("image_layout"), labels=flags.get("labels"),
+                 activation=flags.get("output_activation"), names=CLI_NAMES)
+
+
 @build_parser.command()
 @click.argument("target")
 @click.option("--weights", help="Checkpoint: .pt/.pth/.bin (loaded with weights_only) or .safetensors; a sharded "
@@ -61,13 +89,23 @@ def build_parser(ctx, debug):
 @click.option("--check-gradients", is_flag=True,
               help="Also compare every trainable variable's gradient with torch's (eval mode; report.json "
                    "'gradients'); a failure exits with 4.")
+@click.option("--onnx", is_flag=True,
+              help="Also write model.onnx (torch.onnx.export) and verify it in onnxruntime and onnxruntime-web "
+                   "(wasm, in node); a model torch cannot export is noted and its ONNX runtimes skipped.")
+@click.option("--onnx-strict", is_flag=True, help="As --onnx, but a model torch cannot export fails (exit 5).")
+@click.option("--quantize", "quantize", multiple=True, metavar="DTYPE[:PATTERN,..]",
+              help="Quantize the tfjs weights: float16 or uint8, all of them or those of torch module paths / "
+                   "state_dict key globs (uint8:features.*). The SavedModel stays float32; the cost against "
+                   "torch is measured and reported (report.json 'quantization').")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write report.json here.")
 @click.option("--junit", type=click.Path(path_type=Path), help="Write a JUnit XML parity report (for CI).")
 @click.option("--markdown", type=click.Path(path_type=Path), help="Write a Markdown summary (for PR comments).")
 @click.option("--html", type=click.Path(path_type=Path), help="Write an HTML report with a per-module error plot.")
+@_processing_options
 def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, no_tfjs, backends,
             allow_nonfinite, seed, tolerances, browser_backends, channels_last_io, source_imports_bridge,
-            per_module_tfjs, check_gradients, json_path, junit, markdown, html):
+            per_module_tfjs, check_gradients, json_path, junit, markdown, html, onnx, onnx_strict, quantize,
+            **processing):
     """Convert TARGET (a models/ folder, module:Class or file.py:Class) and verify it end to end."""
     from rich.console import Console
 
@@ -81,12 +119,25 @@ def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_faili
                          allow_nonfinite=allow_nonfinite, seed=seed, tolerances=list(tolerances),
                          per_module_tfjs=per_module_tfjs, channels_last_io=channels_last_io,
                          source_imports_bridge=source_imports_bridge,
-                         check_gradients=check_gradients,
+                         check_gradients=check_gradients, onnx=onnx or onnx_strict, onnx_strict=onnx_strict,
                          browser_backends=tuple(b for b in browser_backends.split(",") if b),
+                         processing=_parse_processing(processing), quantize=list(quantize),
                          reports={"json": json_path, "junit": junit, "markdown": markdown, "html": html})
     console.print(f"done in {time.perf_counter() - started:.1f} s")
     gradients_ok = (report.get("gradients") or {}).get("ok", True)
     return 0 if report["parity"]["ok"] and gradients_ok else 4
+
+
+@build_parser.command()
+@click.argument("export", type=click.Path(path_type=Path))
+@click.option("--port", default=0, show_default=True, help="Port to listen on (0: a free one, printed).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+def serve(export, port, host):
+    """Serve a demo page for EXPORT (a bridge convert output folder): the model run in the browser on
+    each tfjs backend, its error vs torch, latency and download size. Ctrl-C stops it."""
+    from .serve import serve as run_server
+
+    return run_server(export, host=host, port=port, echo=click.echo)
 
 
 @build_parser.command()

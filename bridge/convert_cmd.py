@@ -15,7 +15,9 @@ from .api import Options, convert
 from .build import check_fits
 from .checkpoint import load_checkpoint
 from .errors import BadInputError, ParityError
+from .export.quantize import parse as parse_quantize
 from .export.save import SaveOptions, recover
+from .preprocess import Processing
 from .target import instantiate, load_npz_inputs, resolve
 from .tolerances import ToleranceConfig, from_pyproject
 
@@ -23,15 +25,19 @@ from .tolerances import ToleranceConfig, from_pyproject
 def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, tfjs,
                 backends, allow_nonfinite, seed, tolerances=(), reports=None, per_module_tfjs=None,
                 browser_backends=("webgl",), channels_last_io=False,
-                source_imports_bridge=False, check_gradients=False) -> dict:
+                source_imports_bridge=False, check_gradients=False, processing=None,
+                onnx=False, onnx_strict=False, quantize=()) -> dict:
     t = resolve(target, weights=weights, inputs=inputs, kwargs=kwargs)
+    quantize = parse_quantize(quantize)  # a bad --quantize dtype fails before any slow work
+    if processing is not None or t.processing is not None:  # CLI flags override the manifest field by field
+        processing = (t.processing or Processing()).merged(processing or Processing())
     tolerance = from_pyproject().merged(ToleranceConfig.parse(tolerances))
     out = Path(out) if out else Path("exports") / t.name
     for line in recover(out):  # what a killed earlier run left behind
         console.print(f"[yellow]recovered:[/yellow] {line}")
     if out.exists() and not force:  # fail before any slow work
         raise BadInputError(f"{out} already exists; pass --force to replace it")
-    total = 5 + (2 + bool(per_module_tfjs) + bool(browser_backends) if tfjs else 0)
+    total = 5 + (2 + bool(per_module_tfjs) + bool(browser_backends) if tfjs else 0) + 2 * bool(onnx)
     with _steps(console, total) as status:
         module = instantiate(t)
         ckpt, notes = None, []
@@ -59,6 +65,8 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
                                                         write_failing=write_failing,
                                                         per_module_tfjs=per_module_tfjs,
                                                         browser_backends=browser_backends,
+                                                        onnx=onnx, onnx_strict=onnx_strict,
+                                                        processing=processing, quantize=quantize,
                                                         check_gradients=check_gradients),
                                progress=status.update)
         except ParityError as exc:  # CI still wants the reports that say where it diverged
@@ -149,5 +157,29 @@ def _summary(console, report: dict, out: Path) -> None:
     if report.get("tfjs"):
         console.print(f"tfjs graph: {sum(report['tfjs']['op_counts'].values())} nodes, "
                       f"{report['tfjs']['transpose_count']} Transpose ops")
+    if report.get("latency"):  # ms: the first (cold) run / the median warm run, where measured
+        console.print("tfjs latency (ms, first/warm): " + ", ".join(
+            f"{k} {v['first_ms']:.3g}/" + ("-" if v["warm_ms"] is None else f"{v['warm_ms']:.3g}")
+            for k, v in report["latency"].items() if v["first_ms"] is not None))
+    _quantization_summary(console, report.get("quantization"))
     status = "[green]verified[/green]" if report["parity"]["ok"] else "[red]FAILING (written on request)[/red]"
-    console.print(f"wrote {out}/ (saved_model, tfjs, model_tf.py, report.json): {status}")
+    written = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())) if out.is_dir() else ""
+    console.print(f"wrote {out}/ ({written}): {status}")
+
+
+def _quantization_summary(console, q: dict | None) -> None:
+    """--quantize: what was quantized, the weight bytes before and after, and the measured cost."""
+    if not q:
+        return
+    console.print(f"tfjs weights quantized to {q['dtype']}: {q['weights_quantized']} of {q['weights_float32']} "
+                  f"float32 weights, {q['weight_bytes_before']:,} -> {q['weight_bytes_after']:,} bytes "
+                  f"({q['weight_bytes_before'] / max(q['weight_bytes_after'], 1):.2f}x smaller)")
+    for runtime, c in q["cost"].items():
+        if "skipped" in c:
+            continue
+        top1 = "; ".join(f"top-1 agreement {t['agree']}/{t['rows']}" for t in c["top1"].values())
+        console.print(f"  cost in {runtime}: max abs error {c['max_abs_error']:.3g}, max rel error "
+                      f"{c['max_rel_error']:.3g}" + (f", {top1}" if top1 else "") + ("" if c["ok"] else
+                                                                                     " [red]over the bound[/red]"))
+    console.print(f"  accepted at {q['acceptance']['rtol']:g} x max(1, max|torch|) in the tfjs runtimes "
+                  f"(quantized), not at the float bound; tf and savedmodel stay float32 at the float bound")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import BadInputError
+from .preprocess import from_manifest as processing_from_manifest
 
 _DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16, "float64": torch.float64,
            "int64": torch.int64, "long": torch.int64, "int32": torch.int32, "int": torch.int32, "bool": torch.bool}
@@ -72,6 +73,7 @@ class Target:
     name: str = "model"
     origin: str = ""
     parity_inputs: Path | None = None  # an .npz of real inputs to check besides the random ones
+    processing: object = None  # preprocess.Processing from the manifest's "preprocess"/"postprocess" keys
 
 
 def load_class(spec: str, base: Path | None = None) -> type:
@@ -150,8 +152,9 @@ def from_manifest(folder: Path) -> Target:
               for i in data.get("inputs", [])]
     weights = folder / data["weights"] if data.get("weights") else None
     parity = folder / data["parity_inputs"] if data.get("parity_inputs") else None
+    processing = processing_from_manifest(data, manifest)
     return Target(load_class(spec, folder), data.get("kwargs", {}), weights, inputs, folder.name,
-                  f"{folder}/{spec}", parity)
+                  f"{folder}/{spec}", parity, processing)
 
 
 def resolve(target: str, *, weights: str | None, inputs: list[str], kwargs: str | None) -> Target:

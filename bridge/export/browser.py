@@ -54,6 +54,7 @@ RUN_TIMEOUT_S = 600
 _KILL_GRACE_S = 30  # how long after RUN_TIMEOUT_S this side stops waiting for Node
 _CONSOLE_LINES_IN_MESSAGE = 8
 _PLAYWRIGHT_FILE = "node_modules/playwright-core/package.json"
+LATENCY_RUNS = 5  # executions per input set when bridge convert measures browser latency (1 cold + 4 warm)
 
 
 class BrowserOutputs(dict):
@@ -61,13 +62,16 @@ class BrowserOutputs(dict):
 
     ``info[backend]`` holds e.g. ``{"float32_textures": True, "webgl_version": 2,
     "renderer": ...}`` for webgl and ``{"simd": True, "threads": True, ...}`` for
-    wasm; ``browser`` is the Chromium version.
+    wasm; ``browser`` is the Chromium version. ``ms[backend]`` lists the
+    milliseconds of each execution (execute plus reading every output back); the
+    first is the cold run (shader compiles, wasm set-up), the rest warm.
     """
 
-    def __init__(self, outputs: dict, info: dict, browser: str):
+    def __init__(self, outputs: dict, info: dict, browser: str, ms: dict | None = None):
         super().__init__(outputs)
         self.info = info
         self.browser = browser
+        self.ms = ms or {}
 
 
 # ---------------------------------------------------------------- status
@@ -109,12 +113,14 @@ def browser_status() -> str | None:
 
 
 def run_browser(model_dir: Path, inputs: dict[str, np.ndarray],
-                backends: tuple[str, ...] = BACKENDS) -> BrowserOutputs:
+                backends: tuple[str, ...] = BACKENDS, repeat: int = 1) -> BrowserOutputs:
     """Run the tfjs model in headless Chromium on each backend; returns {backend: {output_name: array}}.
 
     Inputs are keyed by signature input name, as for ``run_tfjs``: float32,
     int32 and bool go as they are, int64 is cast to int32 after a range check.
     Raises ExportError, with the page's error and console, if a backend fails.
+    ``repeat`` executes the model that many times per backend (outputs are from the
+    first; ``.ms`` has every time).
     """
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
@@ -131,7 +137,7 @@ def run_browser(model_dir: Path, inputs: dict[str, np.ndarray],
         work = Path(tmp)
         request = {
             "js_dir": str(_js_dir().resolve()), "model_dir": str(model_dir), "work_dir": str(work),
-            "backends": list(backends), "chromium": _chromium(),
+            "backends": list(backends), "chromium": _chromium(), "repeat": max(1, int(repeat)),
             "timeouts_s": {"launch": LAUNCH_TIMEOUT_S, "backend": BACKEND_TIMEOUT_S, "total": RUN_TIMEOUT_S},
             "inputs": _write_inputs(work, inputs, bridge["input_nodes"], _graph_nodes(model_json)),
             "outputs": [{"name": k, "node": v} for k, v in bridge["output_nodes"].items()],
@@ -172,7 +178,8 @@ def _read_results(work: Path, stderr: str) -> BrowserOutputs:
     if failed:
         raise _failure(failed, result["browser"], stderr)
     outputs = {b: {o["name"]: _read_array(work / o["file"], o) for o in r["outputs"]} for b, r in backends.items()}
-    return BrowserOutputs(outputs, {b: r["info"] for b, r in backends.items()}, result["browser"])
+    return BrowserOutputs(outputs, {b: r["info"] for b, r in backends.items()}, result["browser"],
+                          {b: r.get("ms", []) for b, r in backends.items()})
 
 
 def _failure(failed: dict, browser: str, stderr: str) -> ExportError:

@@ -39,7 +39,8 @@ from pathlib import Path
 
 from .. import __version__, codegen, parity
 from ..errors import BadInputError, ExportError, ParityError
-from . import browser, permodule, savedmodel, tfjs
+from . import browser, permodule, quantize, samples, savedmodel, tfjs
+from . import onnx as onnx_route  # not `onnx`: the name stays free for the onnx package
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class SaveOptions:
     browser_backends: tuple[str, ...] = ("webgl",)  # checked in headless chromium; () to skip
     browser_sets: int = 2  # parity input sets run in the browser (each browser launch costs seconds)
     check_gradients: bool = False  # also compare gradients with torch's (bridge.gradients), in the report
+    processing: object = None  # bridge.preprocess.Processing: declared pre/post-processing, into the metadata
+    onnx: bool = False  # also write model.onnx and verify it in onnxruntime and onnxruntime-web (export/onnx.py)
+    onnx_strict: bool = False  # a model torch cannot export to ONNX is an ExportError instead of a note
+    quantize: object = None  # export/quantize.py: a QuantizeSpec or "uint8[:patterns]"; tfjs weights, cost measured
 
 
 def save(port, out, options: SaveOptions | None = None, progress=None, **kwargs) -> dict:
@@ -65,6 +70,7 @@ def save(port, out, options: SaveOptions | None = None, progress=None, **kwargs)
     recover(out)
     if out.exists() and not options.force:
         raise BadInputError(f"{out} already exists; pass --force (force=True) to replace it")
+    quantize.request(port, options)  # a bad --quantize pattern fails before any slow work
     step("parity: TF vs torch")
     report = port.parity()
     if not report.ok and not options.write_failing:
@@ -86,7 +92,8 @@ def save(port, out, options: SaveOptions | None = None, progress=None, **kwargs)
 
 
 def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
-    timings = {}
+    timings, latency = {}, {}
+    processing = _processing(port, options)  # checked against the model before anything slow is written
     t = time.perf_counter()
     (tmp / "model_tf.py").write_text(port.source)
     if codegen.STANDALONE_IMPORT in port.source:
@@ -99,19 +106,26 @@ def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
     timings["savedmodel_s"] = time.perf_counter() - t
     report = port.parity()
     refs = [(inputs, port.torch_outputs(inputs, boundary=True)) for inputs in port.parity_inputs()]
+    samples.write_samples(tmp / samples.FOLDER,  # for `bridge serve`'s page, with the tfjs check's bound
+                          [(savedmodel.feeds_for(port, i), r) for i, r in refs[: samples.MAX_SETS]],
+                          quantize.tfjs_rtol(port, options))
     step("verifying the SavedModel")
     report.runtimes.append(_check_runtime("savedmodel", refs, port, lambda feeds: savedmodel.run_savedmodel(
         tmp / "saved_model", feeds)))
-    tfjs_info = None
+    onnx_info = onnx_route.write_and_verify(port, tmp, report, options, step) if options.onnx else None
+    tfjs_info = quantized = None
     if options.tfjs:
         t = time.perf_counter()
         step("converting to tfjs")
-        tfjs_info = tfjs.convert_to_tfjs(tmp / "saved_model", tmp / "tfjs", metadata=_metadata(port, report))
+        tfjs_info = tfjs.convert_to_tfjs(tmp / "saved_model", tmp / "tfjs",
+                                         metadata={**_metadata(port, report), **processing},
+                                         quantization=quantize.request(port, options))
         _fault("tfjs")
         timings["tfjs_convert_s"] = time.perf_counter() - t
         t = time.perf_counter()
         step("verifying tfjs in node (" + ", ".join(options.backends) + ")")
-        report.runtimes += _check_tfjs(port, refs, tmp / "tfjs", options)
+        seen: dict = {}  # runtime -> [(torch outputs, its outputs)], for quantize.report_section
+        report.runtimes += _check_tfjs(port, refs, tmp / "tfjs", options, latency, seen)
         timings["tfjs_verify_s"] = time.perf_counter() - t
         if _per_module_wanted(options, report) and tfjs.node_status() is None:
             t = time.perf_counter()
@@ -121,15 +135,45 @@ def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
         if options.browser_backends:
             t = time.perf_counter()
             step("verifying tfjs in chromium (" + ", ".join(options.browser_backends) + ")")
-            report.runtimes += _check_browser(port, refs[: options.browser_sets], tmp / "tfjs", options)
+            report.runtimes += _check_browser(port, refs[: options.browser_sets], tmp / "tfjs", options, latency,
+                                              seen)
             timings["browser_verify_s"] = time.perf_counter() - t
-        _update_metadata(tmp / "tfjs" / "model.json", {"parity": _parity_summary(report)})
+        quantized = quantize.report_section(port, options, tfjs_info, report, seen)  # None without --quantize
+        _update_metadata(tmp / "tfjs" / "model.json", {"parity": _parity_summary(report),
+                                                       **quantize.metadata_patch(quantized)})
     gradients = None
     if options.check_gradients:
         t = time.perf_counter()
         gradients = port.gradient_parity().to_dict()
         timings["gradients_s"] = time.perf_counter() - t
-    return _report_dict(port, report, tfjs_info, timings, gradients)
+    return {**_report_dict(port, report, tfjs_info, timings, gradients), **processing, "quantization": quantized,
+            "latency": _latency_summary(latency), "onnx": onnx_info}
+
+
+def _processing(port, options: SaveOptions) -> dict:
+    """{"preprocess": .., "postprocess": ..} as declared, checked against the model (bridge/preprocess.py)."""
+    from .. import preprocess
+
+    meta = _metadata(port, port.parity())
+    for entry, x in zip(meta["inputs"], port.boundary_inputs(port.example_inputs)):
+        entry["example_shape"] = list(x.shape)  # the traced size of free dims (an image's rows)
+    return preprocess.resolve(options.processing, meta["inputs"], meta["outputs"])
+
+
+def _latency_summary(latency: dict) -> dict:
+    """{runtime: [ms per execution, per input set]} -> first-run and warm milliseconds (outputs read back
+    included; each set runs in a fresh Node process or browser, so every set's first run is a cold one)."""
+    import statistics
+
+    out = {}
+    for runtime, runs in latency.items():
+        firsts = [ms[0] for ms in runs if ms]
+        warm = [t for ms in runs for t in ms[1:]]
+        out[runtime] = {"where": "chromium" if runtime.startswith("browser-") else "node",
+                        "first_ms": statistics.median(firsts) if firsts else None,
+                        "warm_ms": statistics.median(warm) if warm else None,
+                        "n_sets": len(firsts), "n_warm": len(warm)}
+    return out
 
 
 CHECKPOINT_PREFIX = "ckpt"
@@ -149,7 +193,8 @@ def _check_runtime(name: str, refs, port, run) -> parity.RuntimeResult:
     return parity.RuntimeResult(name, parity.merge_sets(per_set))
 
 
-def _check_tfjs(port, refs, model_dir: Path, options: SaveOptions) -> list[parity.RuntimeResult]:
+def _check_tfjs(port, refs, model_dir: Path, options: SaveOptions, latency=None,
+                seen=None) -> list[parity.RuntimeResult]:
     reason = tfjs.node_status()
     if reason:
         if options.require_node:
@@ -163,7 +208,12 @@ def _check_tfjs(port, refs, model_dir: Path, options: SaveOptions) -> list[parit
             continue
         results = tfjs.run_tfjs(model_dir, feeds, backends)
         for backend, got in results.items():
-            per_set[backend].append(parity.compare_outputs(ref, got, port.tolerance.output.rtol, f"tfjs-{backend}"))
+            per_set[backend].append(parity.compare_outputs(ref, got, quantize.tfjs_rtol(port, options),
+                                                           f"tfjs-{backend}"))
+            if seen is not None:  # the outputs themselves, for the quantization's top-1 agreement
+                seen.setdefault(f"tfjs-{backend}", []).append((ref, got))
+            if latency is not None:
+                latency.setdefault(f"tfjs-{backend}", []).append(list(getattr(got, "ms", [])))
     return [parity.RuntimeResult(f"tfjs-{b}", parity.merge_sets(per_set[b])) for b in options.backends]
 
 
@@ -179,7 +229,8 @@ def _runnable(port, feeds: dict, backends: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(keep)
 
 
-def _check_browser(port, refs, model_dir: Path, options: SaveOptions) -> list[parity.RuntimeResult]:
+def _check_browser(port, refs, model_dir: Path, options: SaveOptions, latency=None,
+                   seen=None) -> list[parity.RuntimeResult]:
     """The same comparison in headless chromium; skipped (with the reason) when chromium is missing."""
     names = [f"browser-{b}" for b in options.browser_backends]
     reason = browser.browser_status()
@@ -189,10 +240,15 @@ def _check_browser(port, refs, model_dir: Path, options: SaveOptions) -> list[pa
         return [parity.RuntimeResult(n, skipped=reason) for n in names]
     per_set: dict[str, list] = {n: [] for n in names}
     for inputs, ref in refs:
-        results = browser.run_browser(model_dir, savedmodel.feeds_for(port, inputs), options.browser_backends)
+        results = browser.run_browser(model_dir, savedmodel.feeds_for(port, inputs), options.browser_backends,
+                                      repeat=browser.LATENCY_RUNS)
         for backend, got in results.items():
             name = f"browser-{backend}"
-            per_set[name].append(parity.compare_outputs(ref, got, port.tolerance.output.rtol, name))
+            per_set[name].append(parity.compare_outputs(ref, got, quantize.tfjs_rtol(port, options), name))
+            if seen is not None:
+                seen.setdefault(name, []).append((ref, got))
+            if latency is not None:
+                latency.setdefault(name, []).append(list(getattr(results, "ms", {}).get(backend, [])))
         for backend, info in getattr(results, "info", {}).items():
             if info.get("float32_textures") is False:
                 port.notes.append(f"browser {backend}: float16 textures only, expect errors near 1e-3")

@@ -30,6 +30,10 @@ Why the pieces look the way they do:
   SavedModels declare ids int32 already. Either way integer inputs cross as
   int32, after ``checked_int32``: an id outside int32 is a BadInputError that
   names the input and the value, never a silent wraparound.
+- A job may ask for quantized weights (``quantization``, from ``quantize.converter_request``).
+  The worker traces each graph constant of the signature function back to the torch keys it is
+  computed from and hands the converter the exact names to quantize; ``_finish`` then checks that
+  the converter quantized exactly those (``quantize.summarize``). See bridge/export/quantize.py.
 """
 
 from __future__ import annotations
@@ -96,15 +100,17 @@ def node_status() -> str | None:
 
 
 def convert_to_tfjs(saved_model_dir: Path, out_dir: Path, *, metadata: dict,
-                    signature: str = "serving_default") -> dict:
+                    signature: str = "serving_default", quantization: dict | None = None) -> dict:
     """Convert the SavedModel's signature to a tfjs graph model in out_dir (model.json + shards).
 
     ``metadata`` goes into model.json's userDefinedMetadata under "bridge", with
     "input_nodes" and "output_nodes" (signature name -> graph node) added.
-    Returns {"op_counts", "transpose_count", "weights_bytes"}. Raises ExportError.
+    ``quantization``: a ``quantize.converter_request`` (which weights go float16/uint8), or None.
+    Returns {"op_counts", "transpose_count", "weights_bytes"} (+ "quantization": ``quantize.summarize``).
+    Raises ExportError (BadInputError for a quantization pattern that selects no weight).
     """
-    result = convert_many_to_tfjs([(saved_model_dir, out_dir, metadata)], signature=signature)[0]
-    if isinstance(result, ExportError):
+    result = convert_many_to_tfjs([(saved_model_dir, out_dir, metadata, quantization)], signature=signature)[0]
+    if isinstance(result, BridgeError):
         raise result
     return result
 
@@ -113,8 +119,8 @@ def convert_many_to_tfjs(jobs: list[tuple[Path, Path, dict]], *,
                          signature: str = "serving_default") -> list[dict | ExportError]:
     """Convert many SavedModels in one converter process (TF is imported once, not once per model).
 
-    Each job is ``(saved_model_dir, out_dir, metadata)`` as for convert_to_tfjs,
-    and gets the same checks. Returns, in job order, the job's stats dict or the
+    Each job is ``(saved_model_dir, out_dir, metadata)`` or ``(..., quantization)`` as for
+    convert_to_tfjs, and gets the same checks. Returns, in job order, the job's stats dict or the
     ExportError that job would have raised; one job's failure (even a crash of
     the converter process) does not stop the others.
     """
@@ -131,17 +137,19 @@ def convert_many_to_tfjs(jobs: list[tuple[Path, Path, dict]], *,
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".tfjs-", dir=out.parent)))
             staged[i] = (tmp / "model", out)
             requests.append({"saved_model_dir": str(saved), "out_dir": str(tmp / "model"),
-                             "signature": signature, "metadata": job[2]})
+                             "signature": signature, "metadata": job[2],
+                             "quantization": job[3] if len(job) > 3 else None})
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bridge-tfjs-convert-")))
-        errors = _run_converter(requests, work)
-        for (i, (model_dir, out)), error in zip(staged.items(), errors):
-            results[i] = error or _finish(model_dir, out)
+        outcomes = _run_converter(requests, work)
+        for (i, (model_dir, out)), outcome, request in zip(staged.items(), outcomes, requests):
+            results[i] = (outcome if isinstance(outcome, ExportError) else
+                          _finish(model_dir, out, request["quantization"], outcome.get("quantization")))
     return results
 
 
 def _checked_job(job: tuple, taken: list[Path]) -> tuple[Path, Path]:
     """The job's resolved (saved_model_dir, out_dir), created; ExportError if the job cannot run."""
-    saved_model_dir, out_dir, metadata = job
+    saved_model_dir, out_dir, metadata = job[:3]
     saved_model_dir, out_dir = Path(saved_model_dir).resolve(), Path(out_dir).resolve()
     if not (saved_model_dir / "saved_model.pb").is_file():
         raise ExportError(f"no SavedModel at {saved_model_dir} (saved_model.pb is missing)")
@@ -155,30 +163,40 @@ def _checked_job(job: tuple, taken: list[Path]) -> tuple[Path, Path]:
     return saved_model_dir, out_dir
 
 
-def _finish(staged: Path, out_dir: Path) -> dict | ExportError:
-    """Check the staged conversion, move it into out_dir and return its stats."""
+def _finish(staged: Path, out_dir: Path, quantization: dict | None = None,
+            quantized: dict | None = None) -> dict | BridgeError:
+    """Check the staged conversion, move it into out_dir and return its stats.
+
+    ``quantization``: the job's request; ``quantized``: what the worker traced (weight name -> torch keys).
+    """
     if not (staged / "model.json").is_file():
         return ExportError(f"the tfjs converter reported success but wrote no model.json in {staged}")
     try:
         model_json = _canonicalize(staged / "model.json")
         _check_node_maps(model_json)
-    except ExportError as e:
+        summary = None
+        if quantization:
+            from . import quantize
+
+            traced = (quantized or {}).get("attribution", {})
+            summary = quantize.summarize(model_json, staged, quantization, traced)
+    except BridgeError as e:
         return e
     _install(staged, out_dir)
-    return _stats(model_json, out_dir)
+    return {**_stats(model_json, out_dir), **({"quantization": summary} if summary else {})}
 
 
-def _run_converter(requests: list[dict], work: Path) -> list[ExportError | None]:
-    """Run the worker (a fresh Python with oneDNN off) over the requests; one error-or-None per request.
+def _run_converter(requests: list[dict], work: Path) -> list[ExportError | dict]:
+    """Run the worker (a fresh Python with oneDNN off) over the requests; one error or result line each.
 
     The worker appends one result line per request as it goes. If it dies, the
     request it was on gets the crash as its error and the rest go to a new worker.
     """
-    outcomes: list[ExportError | None] = []
+    outcomes: list[ExportError | dict] = []
     while len(outcomes) < len(requests):
         pending = requests[len(outcomes):]
         lines, crash, log = _run_worker(pending, work)
-        outcomes += [None if r["ok"] else _converter_error(r["error"], log) for r in lines]
+        outcomes += [r if r["ok"] else _converter_error(r["error"], log) for r in lines]
         if crash is not None and len(lines) < len(pending):
             outcomes.append(ExportError(crash, details={"log": log}))
     return outcomes
@@ -297,9 +315,16 @@ def _worker(request_path: str, result_path: str) -> None:
                     raise RuntimeError(import_error)
                 node_maps = _signature_node_maps(job["saved_model_dir"], job["signature"])
                 metadata = {"bridge": {**job["metadata"], **node_maps}}
+                dtype_map, result = None, {"ok": True}
+                if job.get("quantization"):
+                    from bridge.export import quantize
+
+                    dtype_map, attribution = quantize.converter_map(job["saved_model_dir"], job["signature"],
+                                                                    job["quantization"])
+                    result["quantization"] = {"attribution": attribution}
                 tfjs_conv.convert_tf_saved_model(job["saved_model_dir"], job["out_dir"],
-                                                 signature_def=job["signature"], metadata=metadata)
-                result = {"ok": True}
+                                                 signature_def=job["signature"], metadata=metadata,
+                                                 quantization_dtype_map=dtype_map)
             except Exception as e:  # noqa: BLE001 - reported to the parent, which makes it an ExportError
                 result = {"ok": False, "error": f"{type(e).__name__}: {e}"}
             results.write(json.dumps(result) + "\n")

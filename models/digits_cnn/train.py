@@ -78,6 +78,7 @@ def write_manifest(metrics: dict) -> None:
         "weights": WEIGHTS,
         "inputs": [{"name": "x", "shape": [1, 1, 8, 8], "dtype": "float32"}],
         "parity_inputs": "sample_inputs.npz",  # real test digits, checked besides seeded random inputs
+        **{k: old[k] for k in ("preprocess", "postprocess") if k in old},  # declared by hand (bridge serve)
         "description": old.get(
             "description",
             "Small CNN for sklearn load_digits (8x8 grey, pixels/16 in [0, 1], NCHW) "

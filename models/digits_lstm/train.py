@@ -81,6 +81,7 @@ def write_manifest(metrics: dict) -> None:
         "weights": WEIGHTS,
         "inputs": [{"name": "x", "shape": [1, 8, 8], "dtype": "float32"}],
         "parity_inputs": "sample_inputs.npz",  # real held-back digits, checked besides seeded random inputs
+        **{k: old[k] for k in ("preprocess", "postprocess") if k in old},  # declared by hand (bridge serve)
         "description": old.get(
             "description",
             "One-layer LSTM(8, 32, batch_first=True) reading each sklearn load_digits "

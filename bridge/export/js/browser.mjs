@@ -23,12 +23,12 @@
 //   the HTML is a string), so this one file is all the package has to ship.
 //
 // Usage: node browser.mjs REQUEST.json
-// REQUEST: run.mjs's request plus {"chromium": path,
+// REQUEST: run.mjs's request plus {"chromium": path, "repeat": N (executions per backend, default 1),
 //          "timeouts_s": {"launch", "backend", "total"}}
 // Input and output files are raw little-endian arrays (float32, int32, bool as
 // uint8) relative to work_dir. The runner writes work_dir/result.json:
 //   {"browser": "156.0...", "backends": {"webgl": {"ok": true, "info": {..},
-//     "outputs": [{"name", "dtype", "shape", "file"}], "console": [..]},
+//     "outputs": [{"name", "dtype", "shape", "file"}], "ms": [per execution], "console": [..]},
 //    "wasm": {"ok": false, "error": "...", "console": [..]}}}
 // Exit code 0 means result.json was written (a backend may still have failed).
 
@@ -150,7 +150,7 @@ async function startServer(req, modelJSON) {
 // ---------------------------------------------------------------- in the page
 
 // Sent to the page with page.evaluate: it must not use anything from this module.
-async function runInPage({ backend, base, inputs, outputs }) {
+async function runInPage({ backend, base, inputs, outputs, repeat }) {
   const tf = window.tf;
   const TYPED = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
   const get = async (path) => {
@@ -191,6 +191,7 @@ async function runInPage({ backend, base, inputs, outputs }) {
   });
   const feeds = {};
   const written = [];
+  const ms = [];
   try {
     for (const inp of inputs) {
       const Typed = TYPED[inp.dtype];
@@ -199,14 +200,28 @@ async function runInPage({ backend, base, inputs, outputs }) {
       feeds[inp.node] = tf.tensor(data, inp.shape, inp.dtype);
     }
     const nodes = outputs.map((o) => o.node);
-    let out;
-    try {
-      out = model.execute(feeds, nodes); // synchronous; control flow needs executeAsync
-    } catch (e) {
-      if (!String(e && e.message).includes('executeAsync')) throw e;
-      out = await model.executeAsync(feeds, nodes);
+    const run = async () => {
+      let got;
+      try {
+        got = model.execute(feeds, nodes); // synchronous; control flow needs executeAsync
+      } catch (e) {
+        if (!String(e && e.message).includes('executeAsync')) throw e;
+        got = await model.executeAsync(feeds, nodes);
+      }
+      return Array.isArray(got) ? got : [got];
+    };
+    // Each time covers execute() and reading every output back, as in run.mjs; the first is cold.
+    let t0 = performance.now();
+    const out = await run();
+    await Promise.all(out.map((t) => t.data()));
+    ms.push(performance.now() - t0);
+    for (let k = 1; k < (repeat || 1); k++) {
+      t0 = performance.now();
+      const extra = await run();
+      await Promise.all(extra.map((t) => t.data()));
+      ms.push(performance.now() - t0);
+      tf.dispose(extra);
     }
-    if (!Array.isArray(out)) out = [out];
     try {
       for (const [i, t] of out.entries()) {
         const spec = outputs[i];
@@ -225,7 +240,7 @@ async function runInPage({ backend, base, inputs, outputs }) {
     tf.dispose(Object.values(feeds));
     model.dispose();
   }
-  return { info, outputs: written };
+  return { info, outputs: written, ms };
 }
 
 // ---------------------------------------------------------------- driver
@@ -254,7 +269,7 @@ async function runBackend(context, site, backend, req) {
     const seconds = req.timeouts_s.backend; // for loading the page and running the model together
     const deadline = Date.now() + seconds * 1000;
     await page.goto(site.page, { waitUntil: 'load', timeout: seconds * 1000 });
-    const arg = { backend, base: site.base, inputs: req.inputs, outputs: req.outputs };
+    const arg = { backend, base: site.base, inputs: req.inputs, outputs: req.outputs, repeat: req.repeat || 1 };
     const left = Math.max(0, (deadline - Date.now()) / 1000);
     const done = await withTimeout(page.evaluate(runInPage, arg), left, `the ${backend} run (${seconds} s budget)`);
     return { ok: true, ...done, console: consoleLines };
