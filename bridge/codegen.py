@@ -329,12 +329,7 @@ class _Flow:
                 return "self" + text[len(own):]
             if text not in self.hoisted:
                 base = re.sub(r"_\d+$", "", re.sub(r"\W+", "_", text[5:]).strip("_")) or "ref"
-                name, n = base, 1
-                while name in self.words:
-                    n += 1
-                    name = f"{base}_{n}"
-                self.words.add(name)
-                self.hoisted[text] = name
+                self.hoisted[text] = _unique(base, self.words)
             return self.hoisted[text]
 
         def tap(m):
@@ -370,6 +365,16 @@ class _Flow:
         for c in _walk(root):
             c.inputs.sort(key=lambda name: first_use[(id(c), name)])
             c.outputs.sort(key=lambda name: self.defined[name])
+
+
+def _unique(base: str, taken: set) -> str:
+    """``base``, or ``base_2``, ``base_3``, ... : the first not in ``taken`` (which then holds it)."""
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    taken.add(name)
+    return name
 
 
 def _walk(node: _CallNode):
@@ -408,14 +413,8 @@ class _Body:
         taken = {"self", "tf", "L", "np", "path"}
 
         def local(flat: str, preferred: str | None = None) -> str:
-            base = preferred or _base(flat, call.path)
-            name, k = base, 1
-            while name in taken:
-                k += 1
-                name = f"{base}_{k}"
-            taken.add(name)
-            names[flat] = name
-            return name
+            names[flat] = _unique(preferred or _base(flat, call.path), taken)
+            return names[flat]
 
         # arguments are named by forward's own names when they match in number (values read from outside
         # the module, such as a root constant, keep theirs), else input_1, ...: never by the caller's names
@@ -586,12 +585,7 @@ class _Classes:
             if vector not in names_for:
                 base = re.sub(r"\W+", "_", f"{_rel(spath, g.instances[0])}_{key}").strip("_")
                 base = base if base.isidentifier() and not keyword.iskeyword(base) else f"a_{base}"
-                name, n = base, 1
-                while name in taken:
-                    n += 1
-                    name = f"{base}_{n}"
-                taken.add(name)
-                names_for[vector] = name
+                name = names_for[vector] = _unique(base, taken)
                 g.params.append((name, values))
             g.slot_param[j] = names_for[vector]
         for i, p in enumerate(g.instances):
