@@ -256,7 +256,7 @@ def test_tfjs_check_fails_on_structure(mutation, port, models_file, monkeypatch)
 def test_browser_check_fails_on_structure(mutation, port, models_file, monkeypatch):
     run = _mutated_run(port, mutation, models_file[1].mutate)
     monkeypatch.setattr(save_mod.browser, "browser_status", lambda: None)
-    monkeypatch.setattr(save_mod.browser, "run_browser", lambda d, feeds, backends: {b: run(feeds) for b in backends})
+    monkeypatch.setattr(save_mod.browser, "run_browser", lambda d, feeds, backends, **kw: {b: run(feeds) for b in backends})
     [result] = save_mod._check_browser(port, _refs(port)[:1], None, save_mod.SaveOptions())
     assert result.runtime == "browser-webgl" and not result.ok and MUTATIONS[mutation] in problems(result)
 
