@@ -122,25 +122,20 @@ class Port:
         return self._parity
 
     def _run_parity(self) -> parity.ParityReport:
+        from .export.runners import Merged, TFRunner, output_compare
+
         layouts = self.plan.module_layouts()
         tol = self.tolerance
         rtols = {p: t.rtol for p, t in tol.per_module.items()}
-        out_sets: list[list] = []
-        mod_diffs: dict[str, list] = {}
-        order: list[str] = []
-        for inputs in self.parity_inputs():
+        outputs, modules = Merged(), Merged()
+        sets, runner = self.parity_inputs(), TFRunner(self)
+        for inputs in sets:  # one set at a time: each holds every module's output, in torch and in TF
             ref, torch_seen = parity.torch_module_outputs(self.module, inputs, self.plan.module_paths)
-            got, tf_seen = parity.tf_module_outputs(self.tf_model, self.boundary_inputs(inputs))
-            got = self.outputs_in_torch_layout(got)
-            out_sets.append(parity.compare_outputs(parity.flatten_outputs(ref), parity.flatten_outputs(got),
-                                                   tol.output.rtol, "TF"))  # structure first, then numbers
-            for d in parity.per_module_diffs(torch_seen, tf_seen, layouts, rtols):
-                if d.name not in mod_diffs:
-                    order.append(d.name)
-                mod_diffs.setdefault(d.name, []).append(d)
-        tf_result = parity.RuntimeResult("tf", parity.merge_sets(out_sets))
-        per_module = [parity.merge(n, mod_diffs[n]) for n in order]
-        return parity.ParityReport([tf_result], per_module, len(self.parity_inputs()), tol.to_dict())
+            run = runner.run([inputs])["tf"][0]
+            outputs.add("tf", parity.flatten_outputs(ref), run, output_compare(tol.output.rtol, "TF"))
+            modules.add("tf", torch_seen, run, lambda seen, r, _: parity.per_module_diffs(seen, r.extra, layouts, rtols))
+        return parity.ParityReport([parity.RuntimeResult("tf", outputs.result()["tf"])], modules.result()["tf"],
+                                   len(sets), tol.to_dict())
 
     def gradient_parity(self, **kwargs):
         """torch's vs the port's gradients of every trainable variable (eval mode); see ``bridge.gradients``."""

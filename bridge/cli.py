@@ -237,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # before TF is imported: no oneDNN-only fused ops, so the tfjs converter can run in this process
+    # (bridge.export.tfjs.in_process_problem) instead of a second Python that imports TF again
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    if debug:
+        os.environ["BRIDGE_DEBUG"] = "1"  # the converter's and the runners' own output is shown
     # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so temporary folders are removed
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if not debug and {"convert", "check"} & set(argv):

@@ -236,7 +236,7 @@ def wasm_latency(spec: Spec, tfjs_dir: Path, example_length: int, runs: int) -> 
     The minimum is printed beside the median because the machine may be shared: load from other
     processes moves the median by 2-3x between runs, the minimum much less.
     """
-    from bridge.export.tfjs import _js_dir
+    from bridge.export.exchange import js_dir as _js_dir
 
     meta = json.loads((tfjs_dir / "model.json").read_text())["userDefinedMetadata"]["bridge"]
     lengths = [example_length, *[n for n in spec.lengths if n != example_length]]

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# as the CLI does, before anything imports TensorFlow: the tfjs converter then runs in-process
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = sorted(p.name for p in (ROOT / "models").iterdir() if (p / "bridge.json").is_file())
 

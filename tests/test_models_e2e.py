@@ -61,34 +61,33 @@ def test_digits_cnn_uses_one_transpose_and_folds_flatten(tmp_path):
 
 
 @pytest.mark.node
-def test_per_module_tfjs_runs_when_the_end_outputs_miss_their_bound(tmp_path, monkeypatch, node_or_skip):
-    """By default the per-module tfjs graph is built only to localise a tfjs failure; here the end
-    outputs are made to miss (the first runs, which check them), and the per-module runs name no module
-    since the real per-module graph is fine."""
+def test_per_module_tfjs_names_the_first_diverging_module_when_the_end_outputs_miss(tmp_path, node_or_skip):
+    """By default the per-module tfjs graph is built only to localise a miss. A mapping override maps
+    Tanh to a sigmoid: the end outputs miss in tfjs, so the per-module graph runs and names module 1."""
+    from dataclasses import replace
+
     import torch
+    from torch import nn
 
     import bridge
-    from bridge.export import tfjs
+    from bridge.mappings._util import stateless
+    from bridge.registry import default_registry
 
+    registry = default_registry()
+    registry.add(replace(registry.modules[nn.Tanh], plan=lambda module, call: stateless("Sigmoid", call)))
     torch.manual_seed(0)
-    port = bridge.convert(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh()).eval(), (torch.randn(2, 3),))
-    n_sets = len(port.parity_inputs())
-    real, calls = tfjs.run_tfjs, []
-
-    def shifted(model_dir, feeds, backends, **kwargs):
-        out = real(model_dir, feeds, backends, **kwargs)
-        calls.append(model_dir)
-        if len(calls) <= n_sets:  # the end-output checks come first
-            for got in out.values():
-                for k in got:
-                    got[k] = got[k] + 1.0
-        return out
-
-    monkeypatch.setattr(tfjs, "run_tfjs", shifted)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).eval()
+    port = bridge.convert(model, (torch.randn(2, 3),), registry=registry)
     report = port.save(tmp_path / "out", browser_backends=(), write_failing=True)
-    assert not report["parity"]["ok"]
-    assert {"tfjs-cpu", "tfjs-wasm"} <= set(report["parity"]["per_module_runtimes"])
-    assert len(calls) > n_sets  # the per-module graph ran too
-    clean = bridge.convert(torch.nn.Sequential(torch.nn.Linear(3, 4)).eval(), (torch.randn(2, 3),))
-    monkeypatch.setattr(tfjs, "run_tfjs", real)
-    assert set(clean.save(tmp_path / "clean", browser_backends=())["parity"]["per_module_runtimes"]) == {"tf"}
+    parity = report["parity"]
+    assert not parity["ok"] and not {r["runtime"]: r for r in parity["runtimes"]}["tfjs-wasm"]["ok"]
+    assert "tfjs_per_module_s" in report["timings"]  # not asked for: the miss triggered it
+    for runtime in ("tfjs-cpu", "tfjs-wasm"):
+        modules = parity["per_module_runtimes"][runtime]
+        assert [m["name"] for m in modules if not m["ok"]][:1] == ["1"], modules
+        assert modules[0]["name"] == "0" and modules[0]["ok"]  # the Linear before it still matches
+    assert parity["first_divergence"] == "1"
+    clean = bridge.convert(nn.Sequential(nn.Linear(3, 4)).eval(), (torch.randn(2, 3),))
+    clean_report = clean.save(tmp_path / "clean", browser_backends=())
+    assert set(clean_report["parity"]["per_module_runtimes"]) == {"tf"}  # nothing missed: no per-module graph
+    assert "tfjs_per_module_s" not in clean_report["timings"]

@@ -193,13 +193,14 @@ def test_input_sets_a_fixed_size_export_cannot_take_are_named_not_run():
     from types import SimpleNamespace
 
     sets = [(torch.zeros(1, 3),), (torch.zeros(3, 3),)]
-    port = SimpleNamespace(input_names=["x"], parity_inputs=lambda: sets, notes=[])
-    kept = onnx_route._fitting_sets(port, [{"name": "x", "dtype": "float32", "shape": [1, 3]}])
+    port = SimpleNamespace(input_names=["x"], parity_inputs=lambda: sets)
+    notes = []
+    kept = onnx_route._fitting_sets(port, [{"name": "x", "dtype": "float32", "shape": [1, 3]}], notes)
     assert [k for k, _ in kept] == [0]
-    assert port.notes == ["ONNX: parity input set 1 not checked: x has shape [3, 3], model.onnx takes [1, 3]"]
-    port.notes.clear()
-    kept = onnx_route._fitting_sets(port, [{"name": "x", "dtype": "float32", "shape": ["batch", 3]}])
-    assert [k for k, _ in kept] == [0, 1] and port.notes == []
+    assert notes == ["ONNX: parity input set 1 not checked: x has shape [3, 3], model.onnx takes [1, 3]"]
+    notes.clear()
+    kept = onnx_route._fitting_sets(port, [{"name": "x", "dtype": "float32", "shape": ["batch", 3]}], notes)
+    assert [k for k, _ in kept] == [0, 1] and notes == []
 
 
 def test_two_exports_are_the_same_bytes_without_debug_info(tmp_path):

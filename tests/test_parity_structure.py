@@ -28,9 +28,8 @@ import torch
 import bridge
 from bridge import layout, parity
 from bridge.cli import main
-from bridge.errors import ParityError
-from bridge.export import save as save_mod
-from bridge.export import savedmodel
+from bridge.errors import ExportError, ParityError
+from bridge.export import runners, savedmodel
 from bridge.testing import assert_parity
 
 # What each broken port does to the (scores, count) outputs, and the words its failure must contain.
@@ -224,41 +223,47 @@ def _mutated_run(port, mutation, mutate):
 
 
 def _refs(port):
-    return [(inputs, port.torch_outputs(inputs)) for inputs in port.parity_inputs()]
+    """(feeds, torch outputs) per parity input set, as save.py hands them to runners.check."""
+    return [(savedmodel.feeds_for(port, inputs), port.torch_outputs(inputs, boundary=True))
+            for inputs in port.parity_inputs()]
 
 
+class _Fake(runners.Runner):
+    """A runner for the given runtime names whose outputs are the port's TF outputs, broken."""
+
+    def __init__(self, names, run):
+        self.names, self._run = tuple(names), run
+
+    def run(self, feed_sets):
+        return {n: [runners.Run(self._run(f)) for f in feed_sets] for n in self.names}
+
+
+@pytest.mark.parametrize("names", [("savedmodel",), ("tfjs-cpu", "tfjs-wasm"), ("browser-webgl",)])
 @pytest.mark.parametrize("mutation", [*MUTATIONS, "none"])
-def test_savedmodel_check_fails_on_structure(mutation, port, models_file):
-    result = save_mod._check_runtime("savedmodel", _refs(port), port, _mutated_run(port, mutation, models_file[1].mutate))
-    if mutation == "none":
-        assert result.ok and result.max_abs_error <= bound(port)
-        assert "int64 returned as int32" in result.outputs[1].note  # the signature's int32 counts are accepted
-        return
-    assert not result.ok and MUTATIONS[mutation] in problems(result)
-
-
-@pytest.mark.parametrize("mutation", [*MUTATIONS, "none"])
-def test_tfjs_check_fails_on_structure(mutation, port, models_file, monkeypatch):
-    run = _mutated_run(port, mutation, models_file[1].mutate)
-    monkeypatch.setattr(save_mod.tfjs, "node_status", lambda: None)
-    monkeypatch.setattr(save_mod.tfjs, "run_tfjs", lambda d, feeds, backends: {b: run(feeds) for b in backends})
-    results = save_mod._check_tfjs(port, _refs(port), None, save_mod.SaveOptions(backends=("cpu", "wasm")))
-    assert [r.runtime for r in results] == ["tfjs-cpu", "tfjs-wasm"]
+def test_runtime_check_fails_on_structure(mutation, names, port, models_file):
+    """Every runtime goes through runners.check, which pairs outputs by structure before numbers."""
+    fake = _Fake(names, _mutated_run(port, mutation, models_file[1].mutate))
+    results = runners.check(fake, _refs(port), port.tolerance.output.rtol).results
+    assert [r.runtime for r in results] == list(names)
     for r in results:
         if mutation == "none":
             assert r.ok and r.max_abs_error <= bound(port)
+            assert "int64 returned as int32" in r.outputs[1].note  # the signature's int32 counts are accepted
         else:
             assert not r.ok and MUTATIONS[mutation] in problems(r)
             assert mutation not in ("drop", "extra") or f"{r.runtime} returned" in problems(r)
 
 
-@pytest.mark.parametrize("mutation", ["drop", "dtype"])
-def test_browser_check_fails_on_structure(mutation, port, models_file, monkeypatch):
-    run = _mutated_run(port, mutation, models_file[1].mutate)
-    monkeypatch.setattr(save_mod.browser, "browser_status", lambda: None)
-    monkeypatch.setattr(save_mod.browser, "run_browser", lambda d, feeds, backends, **kw: {b: run(feeds) for b in backends})
-    [result] = save_mod._check_browser(port, _refs(port)[:1], None, save_mod.SaveOptions())
-    assert result.runtime == "browser-webgl" and not result.ok and MUTATIONS[mutation] in problems(result)
+def test_unavailable_runner_is_skipped_or_required(port):
+    class Absent(_Fake):
+        def unavailable(self):
+            return "node not found on PATH"
+
+    absent = Absent(("tfjs-cpu",), lambda feeds: {})
+    [result] = runners.check(absent, _refs(port), 1e-4).results
+    assert result.skipped == "node not found on PATH" and not result.outputs
+    with pytest.raises(ExportError, match="cannot verify the artifact: node not found"):
+        runners.check(absent, _refs(port), 1e-4, required=True)
 
 
 @pytest.mark.node
@@ -272,10 +277,15 @@ def test_real_tfjs_outputs_pass_and_fail_when_broken(port, models_file, tmp_path
     for b in ("tfjs-cpu", "tfjs-wasm"):
         count = tfjs_rt[b]["outputs"][1]
         assert tfjs_rt[b]["ok"] and count["max_abs_error"] == 0 and "int64 returned as int32" in count["note"]
-    real = tfjs.run_tfjs
-    monkeypatch.setattr(save_mod.tfjs, "run_tfjs", lambda d, feeds, backends: {
-        b: {k: v for k, v in outs.items() if k != "output_1"} for b, outs in real(d, feeds, backends).items()})
-    results = save_mod._check_tfjs(port, _refs(port)[:1], tmp_path / "out" / "tfjs", save_mod.SaveOptions())
+    real = tfjs.run_many_tfjs
+
+    def dropped(requests, backends, repeat=1, **kwargs):
+        return [{b: tfjs.Outputs({k: v for k, v in outs.items() if k != "output_1"}, outs.ms)
+                 for b, outs in result.items()} for result in real(requests, backends, repeat=repeat, **kwargs)]
+
+    monkeypatch.setattr(tfjs, "run_many_tfjs", dropped)
+    node = runners.NodeTfjsRunner(tmp_path / "out" / "tfjs", ("cpu", "wasm"))
+    results = runners.check(node, _refs(port)[:1], port.tolerance.output.rtol).results
     assert all(not r.ok and "missing output: " + r.runtime + " returned no 'output_1'" in problems(r) for r in results)
 
 

@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,6 +44,54 @@ def test_kill_while_writing_leaves_no_partial_export(tmp_path, point):
     convert(out, "--no-tfjs")  # ... so the next run does, then writes normally
     assert leftovers(tmp_path) == []
     assert (out / "report.json").is_file()
+
+
+def _running_under(folder) -> list[str]:
+    """Command lines of live processes that name ``folder`` (a runner a killed conversion left behind)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) in cmd and proc.name != str(os.getpid()):
+            found.append(cmd)
+    return found
+
+
+@pytest.mark.node
+@pytest.mark.parametrize("point", ["shard", "node", "browser"])
+def test_kill_inside_a_step_leaves_no_partial_export_and_no_runner(tmp_path, point, node_or_skip, request):
+    """Kills in the middle of a shard, while Node verifies and while the browser verifies."""
+    if point == "browser":
+        request.getfixturevalue("browser_or_skip")
+    out = tmp_path / "net"
+    proc = convert(out, *([] if point == "browser" else ["--browser", ""]), fault=point, check=False)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not out.exists() and leftovers(tmp_path)
+    if point == "shard":  # the converter had written half of a shard into the temporary folder
+        assert any(p.stat().st_size > 0 for p in tmp_path.glob(".net.tmp-*/**/group1-shard1of1.bin"))
+    for _ in range(100):  # the runner gets SIGTERM when its parent dies (PR_SET_PDEATHSIG)
+        if not _running_under(tmp_path):
+            break
+        time.sleep(0.1)
+    assert _running_under(tmp_path) == []
+    convert(out, "--browser", "")
+    assert leftovers(tmp_path) == []
+    assert json.loads((out / "report.json").read_text())["parity"]["ok"]
+
+
+def test_kill_after_the_final_rename_keeps_the_new_export(tmp_path):
+    out = tmp_path / "net"
+    convert(out, "--no-tfjs")
+    (out / "mine.txt").write_text("user file, replaced on purpose by --force")
+    proc = convert(out, "--no-tfjs", "--force", fault="replaced", check=False)
+    assert proc.returncode == -9
+    assert (out / "report.json").is_file() and not (out / "mine.txt").exists()  # the new export is complete
+    assert [n.split("-")[0] for n in leftovers(tmp_path)] == [".net.old"]  # the old one was not removed yet
+    proc = convert(out, "--no-tfjs", check=False)  # the next run removes it, then refuses without --force
+    assert proc.returncode == 2 and "--force" in proc.stderr
+    assert leftovers(tmp_path) == [] and (out / "report.json").is_file()
 
 
 def test_kill_during_force_replace_restores_the_old_export(tmp_path):

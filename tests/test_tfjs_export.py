@@ -258,6 +258,7 @@ def test_converter_subprocess_runs_with_onednn_off(exported, tmp_path, monkeypat
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    monkeypatch.setenv("BRIDGE_TFJS_SUBPROCESS", "1")  # as when this process runs TF with oneDNN on
     monkeypatch.setattr(tfjs_mod.subprocess, "run", fake_run)
     with pytest.raises(ExportError, match="stopped by the test"):
         convert_to_tfjs(exported("dense").saved_model, tmp_path / "tfjs", metadata={})
@@ -299,11 +300,31 @@ def test_convert_many_uses_one_subprocess_with_onednn_off(exported, tmp_path, mo
         envs.append(kwargs["env"]["TF_ENABLE_ONEDNN_OPTS"])
         return real_run(cmd, **kwargs)
 
+    monkeypatch.setenv("BRIDGE_TFJS_SUBPROCESS", "1")
     monkeypatch.setattr(tfjs_mod.subprocess, "run", counting_run)
     names = ["dense", "mlp", "two_same_shape"]
     results = convert_many_to_tfjs([(exported(n).saved_model, tmp_path / n, {"model": n}) for n in names])
     assert envs == ["0"]
     assert results == [exported(n).stats for n in names]
+
+
+def test_converter_runs_in_process_when_onednn_is_off_with_the_same_bytes(exported, tmp_path, monkeypatch):
+    """The tests (like the CLI) import TF with oneDNN off: no worker is started, and the result is the
+    worker's, byte for byte."""
+    import bridge.export.tfjs as tfjs_mod
+
+    assert tfjs_mod.in_process_problem() is None
+    started = []
+    monkeypatch.setattr(tfjs_mod, "_run_worker", lambda *a: started.append(a))
+    names = ["dense", "mlp"]
+    results = convert_many_to_tfjs([(exported(n).saved_model, tmp_path / n, {"model": n}) for n in names])
+    assert started == [] and results == [exported(n).stats for n in names]
+    monkeypatch.undo()
+    monkeypatch.setenv("BRIDGE_TFJS_SUBPROCESS", "1")
+    assert "BRIDGE_TFJS_SUBPROCESS" in tfjs_mod.in_process_problem()
+    convert_many_to_tfjs([(exported("mlp").saved_model, tmp_path / "worker", {"model": "mlp"})])
+    for f in sorted((tmp_path / "mlp").iterdir()):
+        assert f.read_bytes() == (tmp_path / "worker" / f.name).read_bytes(), f.name
 
 
 def test_a_crashed_converter_fails_one_job_and_the_rest_are_retried(exported, tmp_path, monkeypatch):
@@ -322,6 +343,7 @@ def test_a_crashed_converter_fails_one_job_and_the_rest_are_retried(exported, tm
         Path(cmd[-1]).write_text(json.dumps({"ok": True}) + "\n")  # as if job 1 was done (it was not)
         return subprocess.CompletedProcess(cmd, -11, "", "Segmentation fault")
 
+    monkeypatch.setenv("BRIDGE_TFJS_SUBPROCESS", "1")
     monkeypatch.setattr(tfjs_mod.subprocess, "run", crash_once)
     names = ["dense", "mlp", "dense", "mlp"]
     results = convert_many_to_tfjs([(exported(n).saved_model, tmp_path / str(i), {}) for i, n in enumerate(names)])
@@ -444,7 +466,7 @@ def test_int64_placeholder_is_int32_in_tfjs(exported):
     """The converter keeps DT_INT64 in model.json; tfjs loads it as int32, and that is what we send."""
     import json
 
-    from bridge.export.tfjs import _input_dtypes
+    from bridge.export.exchange import input_dtypes as _input_dtypes
 
     model_json = json.loads((exported("embedding64").tfjs_dir / "model.json").read_text())
     assert model_json["signature"]["inputs"]["input_ids"]["dtype"] == "DT_INT64"

@@ -57,7 +57,7 @@ import torch
 
 from .. import parity
 from ..errors import ExportError
-from . import tfjs
+from . import exchange, runners, tfjs
 
 ONNX_FILE = "model.onnx"
 OPSET = 20  # torch 2.13's default for the dynamo exporter; onnxruntime 1.31 and onnxruntime-web 1.30 run it
@@ -89,13 +89,14 @@ class OnnxExportError(ExportError):
 # ---------------------------------------------------------------- the one entry point save.py calls
 
 
-def write_and_verify(port, folder: Path, report, options, step=lambda message: None) -> dict:
+def write_and_verify(port, folder: Path, report, options, step=lambda message: None, notes=None) -> dict:
     """Write ``folder/model.onnx``, verify it in onnxruntime (Python) and onnxruntime-web (wasm, Node).
 
-    Appends one parity.RuntimeResult per ONNX runtime to ``report.runtimes`` and
-    returns report.json's ``onnx`` section. ``options`` is save.SaveOptions
+    Appends one parity.RuntimeResult per ONNX runtime to ``report.runtimes`` (save's own copy of
+    the port's report) and its notes to ``notes``, and returns report.json's ``onnx`` section. ``options`` is save.SaveOptions
     (``onnx_strict``, ``require_node``).
     """
+    notes = [] if notes is None else notes
     t0 = time.perf_counter()
     step("exporting ONNX (torch.onnx.export)")
     path = folder / ONNX_FILE
@@ -106,24 +107,32 @@ def write_and_verify(port, folder: Path, report, options, step=lambda message: N
             raise
         path.unlink(missing_ok=True)
         reason = f"torch.onnx.export could not export the model: {exc.message}"
-        port.notes.append(f"ONNX not written: {reason} (--onnx-strict makes this an error)")
+        notes.append(f"ONNX not written: {reason} (--onnx-strict makes this an error)")
         report.runtimes += [parity.RuntimeResult(r, skipped=reason) for r in RUNTIMES]
         return {"file": None, "skipped": reason, "error": exc.to_dict(), "runtimes": {},
                 "parity": {r: {"skipped": reason} for r in RUNTIMES}, "timings": {"export_s": time.perf_counter() - t0}}
-    port.notes += info.pop("notes")
+    notes += info.pop("notes")
     export_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     step("verifying ONNX (onnxruntime, onnxruntime-web wasm)")
-    sets = _fitting_sets(port, info["inputs"])
+    sets = _fitting_sets(port, info["inputs"], notes)
     refs = [port.torch_outputs(inputs) for _, inputs in sets]  # torch layout: ONNX takes torch's layout
     rtol = port.tolerance.output.rtol
     declared = {i["name"]: i["dtype"] for i in info["inputs"]}
     outputs = [o["name"] for o in info["outputs"]]
-    py_result, py_info = _check_python(path, port, declared, outputs, sets, refs, rtol)
-    web_result, web_info = _check_web(path, port, declared, outputs, sets, refs, rtol,
-                                      getattr(options, "require_node", False))
+    fed = [(k, _fed(declared, port.input_names, inputs)) for k, inputs in sets]  # a feed, or why it cannot be
+    results, runtime_info = [], {}
+    for runner, required in ((OnnxRuntimeRunner(path, outputs), False),
+                             (OnnxWebRunner(path, outputs), getattr(options, "require_node", False))):
+        if not sets:  # every parity input set was dropped (_fitting_sets): nothing proves the file
+            results.append(_failed_runtime(runner.names[0], refs, "no parity input set fits model.onnx's input shapes"))
+            continue
+        checked = runners.check(runner, list(zip(fed, refs)), rtol, required=required)
+        results += checked.results
+        runtime_info[runner.names[0]] = runner.info
+    py_result, web_result = results
     report.runtimes += [py_result, web_result]
-    info["runtimes"] = {RUNTIME_PYTHON: py_info, RUNTIME_WEB: web_info}
+    info["runtimes"] = runtime_info
     info["parity"] = {r.runtime: ({"skipped": r.skipped} if r.skipped else
                                   {"ok": r.ok, "max_abs_error": r.max_abs_error, "max_rel_error": r.max_rel_error})
                       for r in (py_result, web_result)}
@@ -317,7 +326,7 @@ def _version(package: str) -> str | None:
 # ---------------------------------------------------------------- feeds
 
 
-def _fitting_sets(port, declared: list[dict]) -> list[tuple[int, tuple]]:
+def _fitting_sets(port, declared: list[dict], notes: list) -> list[tuple[int, tuple]]:
     """(index, inputs) of the parity input sets model.onnx can take. All of them, unless the export had
     to fix a dim the port leaves free (see export_onnx): the sets it cannot take are named in the notes."""
     fixed = {i["name"]: i["shape"] for i in declared}
@@ -327,7 +336,7 @@ def _fitting_sets(port, declared: list[dict]) -> list[tuple[int, tuple]]:
         bad = [(n, shapes[n], want) for n, want in fixed.items() if n in shapes and not _fits(shapes[n], want)]
         if bad:
             name, shape, want = bad[0]
-            port.notes.append(f"ONNX: parity input set {k} not checked: {name} has shape {shape}, "
+            notes.append(f"ONNX: parity input set {k} not checked: {name} has shape {shape}, "
                               f"model.onnx takes {want}")
         else:
             keep.append((k, inputs))
@@ -363,30 +372,50 @@ def feeds(declared: dict[str, str], names: list, inputs: tuple) -> dict[str, np.
 # ---------------------------------------------------------------- onnxruntime (Python)
 
 
-def _check_python(path: Path, port, declared, outputs, sets, refs, rtol) -> tuple[parity.RuntimeResult, dict]:
-    import onnxruntime as ort
-
-    info = {"version": ort.__version__, "provider": "CPUExecutionProvider", "threads": THREADS}
+def _fed(declared: dict, names: list, inputs: tuple):
+    """The feeds of one parity input set, or the ExportError saying why model.onnx cannot take it."""
     try:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = THREADS
-        options.inter_op_num_threads = THREADS
-        options.log_severity_level = 3  # errors only: shape-inference warnings are not ours to print
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types
-        return _failed_runtime(RUNTIME_PYTHON, refs, f"onnxruntime could not load model.onnx: {exc}"), info
-    per_set = []
-    for (k, inputs), ref in zip(sets, refs):
+        return feeds(declared, names, inputs)
+    except ExportError as exc:
+        return exc
+
+
+class OnnxRuntimeRunner(runners.Runner):
+    """model.onnx in onnxruntime (Python, CPU, one thread). Feed sets are (index, feeds or ExportError);
+    ``info`` gets the version and the latency of the first set that ran."""
+
+    names = (RUNTIME_PYTHON,)
+    what = "model.onnx in onnxruntime"
+
+    def __init__(self, path: Path, outputs: list[str]):
+        self.path, self.outputs, self.info = path, outputs, {}
+
+    def run(self, feed_sets: list) -> dict[str, list[runners.Run]]:
+        import onnxruntime as ort
+
+        self.info = {"version": ort.__version__, "provider": "CPUExecutionProvider", "threads": THREADS}
         try:
-            fed = feeds(declared, port.input_names, inputs)
-            got = dict(zip(outputs, session.run(outputs, fed)))
-        except Exception as exc:
-            per_set.append(_failed_diffs(ref, f"onnxruntime failed on parity input set {k}: {_first_line(exc)}"))
-            continue
-        per_set.append(parity.compare_outputs(ref, got, rtol, RUNTIME_PYTHON))
-        if not per_set[1:]:  # the first set that ran: the example, unless it did not fit
-            info.update(_python_latency(session, outputs, fed, k))
-    return _result(RUNTIME_PYTHON, per_set, refs), info
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = THREADS
+            options.inter_op_num_threads = THREADS
+            options.log_severity_level = 3  # errors only: shape-inference warnings are not ours to print
+            session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            return {RUNTIME_PYTHON: [runners.Run(error=f"onnxruntime could not load model.onnx: {exc}")
+                                     for _ in feed_sets]}
+        runs = []
+        for k, fed in feed_sets:
+            try:
+                if isinstance(fed, ExportError):
+                    raise fed
+                got = dict(zip(self.outputs, session.run(self.outputs, fed)))
+            except Exception as exc:
+                runs.append(runners.Run(error=f"onnxruntime failed on parity input set {k}: {_first_line(exc)}"))
+                continue
+            runs.append(runners.Run(got))
+            if "first_ms" not in self.info:  # the first set that ran: the example, unless it did not fit
+                self.info.update(_python_latency(session, self.outputs, fed, k))
+        return {RUNTIME_PYTHON: runs}
 
 
 def _python_latency(session, names, fed, input_set: int) -> dict:
@@ -415,38 +444,40 @@ def web_status() -> str | None:
     reason = tfjs.node_status()
     if reason:
         return reason
-    js = tfjs._js_dir()
+    js = exchange.js_dir()
     if not all((js / f).is_file() for f in _NPM_FILES):
         return f"onnxruntime-web is missing: run `npm ci --prefix {js}`"
     return None
 
 
-def _check_web(path: Path, port, declared, outputs, sets, refs, rtol,
-               require_node: bool) -> tuple[parity.RuntimeResult, dict]:
-    reason = web_status()
-    if reason:
-        if require_node:
-            raise ExportError(f"cannot verify model.onnx in onnxruntime-web: {reason}")
-        return parity.RuntimeResult(RUNTIME_WEB, skipped=reason), {}
-    requests = []
-    for _, inputs in sets:
-        try:
-            requests.append(feeds(declared, port.input_names, inputs))
-        except ExportError as exc:
-            requests.append(exc)
-    sent = [r for r in requests if not isinstance(r, ExportError)]
-    results, versions = run_ort_web(path, sent, outputs, repeat_first=WARM_RUNS + 1) if sent else ([], {})
-    results = iter(results)
-    per_set, info = [], {"versions": versions, "backend": "wasm", "threads": THREADS}
-    for (k, _), request, ref in zip(sets, requests, refs):
-        got = request if isinstance(request, ExportError) else next(results)
-        if isinstance(got, ExportError):
-            per_set.append(_failed_diffs(ref, f"onnxruntime-web failed on parity input set {k}: {got.message}"))
-            continue
-        per_set.append(parity.compare_outputs(ref, got, rtol, RUNTIME_WEB))
-        if request is sent[0]:
-            info.update(_latency(got.ms, k))
-    return _result(RUNTIME_WEB, per_set, refs), info
+class OnnxWebRunner(runners.Runner):
+    """model.onnx in onnxruntime-web (wasm) in Node, every set in one process; feed sets as for
+    OnnxRuntimeRunner. ``info`` gets the versions and the latency of the first set sent."""
+
+    names = (RUNTIME_WEB,)
+    what = "model.onnx in onnxruntime-web"
+
+    def __init__(self, path: Path, outputs: list[str]):
+        self.path, self.outputs, self.info = path, outputs, {}
+
+    def unavailable(self) -> str | None:
+        return web_status()
+
+    def run(self, feed_sets: list) -> dict[str, list[runners.Run]]:
+        sent = [fed for _, fed in feed_sets if not isinstance(fed, ExportError)]
+        results, versions = run_ort_web(self.path, sent, self.outputs, repeat_first=WARM_RUNS + 1) if sent else ([], {})
+        results = iter(results)
+        self.info = {"versions": versions, "backend": "wasm", "threads": THREADS}
+        runs = []
+        for k, fed in feed_sets:
+            got = fed if isinstance(fed, ExportError) else next(results)
+            if isinstance(got, ExportError):
+                runs.append(runners.Run(error=f"onnxruntime-web failed on parity input set {k}: {got.message}"))
+                continue
+            runs.append(runners.Run(dict(got), list(got.ms)))
+            if fed is sent[0]:
+                self.info.update(_latency(got.ms, k))
+        return {RUNTIME_WEB: runs}
 
 
 def run_ort_web(path: Path, requests: list[dict[str, np.ndarray]], output_names: list[str],
@@ -470,7 +501,7 @@ def run_ort_web(path: Path, requests: list[dict[str, np.ndarray]], output_names:
                 np.ascontiguousarray(a).astype(_EXCHANGE[a.dtype.name]).tofile(work / file)
                 specs.append({"name": name, "dtype": a.dtype.name, "shape": list(a.shape), "file": file})
             runs.append({"id": i, "repeat": repeat_first if i == 0 else 1, "inputs": specs})
-        request = {"js_dir": str(tfjs._js_dir().resolve()), "work_dir": str(work), "threads": THREADS,
+        request = {"js_dir": str(exchange.js_dir().resolve()), "work_dir": str(work), "threads": THREADS,
                    "models": [{"model_path": str(Path(path).resolve()), "outputs": output_names, "runs": runs}]}
         (work / "request.json").write_text(json.dumps(request))
         crash, stderr = None, ""
@@ -479,7 +510,7 @@ def run_ort_web(path: Path, requests: list[dict[str, np.ndarray]], output_names:
                                   text=True, timeout=RUN_TIMEOUT_S)
             stderr = proc.stderr
             if proc.returncode != 0:
-                crash = f"the onnxruntime-web runner failed (exit code {proc.returncode}): {tfjs._tail(stderr, 5)}"
+                crash = f"the onnxruntime-web runner failed (exit code {proc.returncode}): {exchange.tail(stderr, 5)}"
         except subprocess.TimeoutExpired:
             crash = f"the onnxruntime-web runner did not finish within {RUN_TIMEOUT_S} s"
         result_path = work / "result.jsonl"
@@ -487,7 +518,7 @@ def run_ort_web(path: Path, requests: list[dict[str, np.ndarray]], output_names:
         versions = next((ln["versions"] for ln in lines if "versions" in ln), {})
         by_id = {ln["id"]: ln for ln in lines if "id" in ln}
         if crash and not by_id:
-            raise ExportError(crash, details={"stderr": tfjs._tail(stderr)})
+            raise ExportError(crash, details={"stderr": exchange.tail(stderr)})
         return [_web_result(work, by_id.get(i), crash) for i in range(len(requests))], versions
 
 
@@ -508,12 +539,6 @@ def _web_result(work: Path, line: dict | None, crash: str | None):
 
 def _failed_diffs(ref, problem: str) -> list[parity.Diff]:
     return [parity.Diff(name, list(np.shape(a)), float("inf"), float("inf"), 0.0, False, problem) for name, a in ref]
-
-
-def _result(runtime: str, per_set: list, refs) -> parity.RuntimeResult:
-    if not per_set:  # every parity input set was dropped (_fitting_sets): nothing proves the file
-        return _failed_runtime(runtime, refs, "no parity input set fits model.onnx's input shapes")
-    return parity.RuntimeResult(runtime, parity.merge_sets(per_set))
 
 
 def _failed_runtime(runtime: str, refs, problem: str) -> parity.RuntimeResult:

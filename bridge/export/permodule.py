@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from .. import parity
 from ..layers import record_outputs
-from . import savedmodel, tfjs
+from . import runners, savedmodel, tfjs
 
 
 def _debug_module(port):
@@ -49,22 +49,19 @@ def per_module_tfjs(port, backends: tuple[str, ...]) -> dict[str, list[parity.Di
     holder, concrete, paths = _debug_module(port)
     layouts = port.plan.module_layouts()
     rtols = {p: t.rtol for p, t in port.tolerance.per_module.items()}
-    merged: dict[str, dict[str, list]] = {f"tfjs-{b}": {} for b in backends}
-    order: list[str] = []
+
+    def compare(torch_seen, run, _runtime):
+        # a layer output tfjs did not return stays unpaired, and per_module_diffs reports it missing
+        tf_seen = [(p, index, run.outputs[f"m{i:04d}"]) for i, (p, index) in enumerate(paths)
+                   if f"m{i:04d}" in run.outputs]
+        return parity.per_module_diffs(torch_seen, tf_seen, layouts, rtols)
+
+    sets = port.parity_inputs()
     with tempfile.TemporaryDirectory(prefix="bridge-permodule-") as tmp:
         saved = Path(tmp) / "saved_model"
         tf.saved_model.save(holder, str(saved), signatures={"serving_default": concrete})
         tfjs.convert_to_tfjs(saved, Path(tmp) / "tfjs", metadata={"purpose": "bridge per-module parity"})
-        for inputs in port.parity_inputs():
-            _, torch_seen = parity.torch_module_outputs(port.module, inputs, port.plan.module_paths)
-            feeds = savedmodel.feeds_for(port, inputs)
-            runnable = tuple(b for b in backends if tfjs.zero_size_problem(feeds, b) is None)  # save.py notes it
-            results = tfjs.run_tfjs(Path(tmp) / "tfjs", feeds, runnable) if runnable else {}
-            for backend, outs in results.items():
-                # a layer output tfjs did not return stays unpaired, and per_module_diffs reports it missing
-                tf_seen = [(p, index, outs[f"m{i:04d}"]) for i, (p, index) in enumerate(paths) if f"m{i:04d}" in outs]
-                for d in parity.per_module_diffs(torch_seen, tf_seen, layouts, rtols):
-                    if d.name not in order:
-                        order.append(d.name)
-                    merged[f"tfjs-{backend}"].setdefault(d.name, []).append(d)
-    return {rt: [parity.merge(n, by_name[n]) for n in order if n in by_name] for rt, by_name in merged.items()}
+        runs = runners.NodeTfjsRunner(Path(tmp) / "tfjs", backends).run(
+            [savedmodel.feeds_for(port, inputs) for inputs in sets])  # zero-size sets skipped; save.py notes them
+    expected = [parity.torch_module_outputs(port.module, inputs, port.plan.module_paths)[1] for inputs in sets]
+    return runners.collect(runs, expected, compare)

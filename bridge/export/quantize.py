@@ -417,7 +417,7 @@ def tfjs_rtol(port, options) -> float:
     return max(rtol, spec.rtol) if spec is not None else rtol
 
 
-def report_section(port, options, tfjs_info: dict | None, report, seen: dict) -> dict | None:
+def report_section(port, options, tfjs_info: dict | None, report, seen: dict, notes: list) -> dict | None:
     """report.json's ``quantization``: what was quantized, the acceptance rule and the measured cost."""
     spec = spec_of(options)
     if spec is None or not tfjs_info or "quantization" not in tfjs_info:
@@ -427,12 +427,12 @@ def report_section(port, options, tfjs_info: dict | None, report, seen: dict) ->
     runtimes = [r for r in report.runtimes if r.runtime.startswith(("tfjs-", "browser-"))]
     section["cost"] = cost(runtimes, seen, tfjs_rtol(port, options))
     section["ok"] = all(r.ok for r in runtimes if r.skipped is None)
-    port.notes.append(f"tfjs weights quantized ({spec.describe()}): {section['weights_quantized']} of "
+    notes.append(f"tfjs weights quantized ({spec.describe()}): {section['weights_quantized']} of "
                       f"{section['weights_float32']} float32 weights, {section['weight_bytes_before']} -> "
                       f"{section['weight_bytes_after']} bytes; the tfjs runtimes are held to the quantization's "
                       f"bound ({section['acceptance']['rtol']:g}), tf and savedmodel to the float one")
     if options.per_module_tfjs:
-        port.notes.append("per-module tfjs parity ran on float32 throw-away graphs, not on the quantized weights")
+        notes.append("per-module tfjs parity ran on float32 throw-away graphs, not on the quantized weights")
     return section
 
 

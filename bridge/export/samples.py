@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tfjs import _exchangeable
+from .exchange import exchangeable as _exchangeable
 
 FOLDER = "parity_samples"
 MAX_SETS = 2

@@ -21,8 +21,9 @@ killed run left beside ``out``: stale temporary folders are removed, and an old
 export moved aside for ``--force`` is put back if the new one never arrived.
 
 ``BRIDGE_FAULT=<point>`` kills the process (SIGKILL) at a named point; the tests
-use it to prove the above. Points: ``model_tf``, ``savedmodel``, ``tfjs``,
-``report``, ``replace`` (between moving the old export aside and the new one in).
+use it to prove the above. The points are listed in ``faults.py``: after each step,
+in the middle of a weight shard, while Node or the browser runs, and on each side
+of the final rename.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,7 +39,8 @@ from pathlib import Path
 
 from .. import __version__, codegen, parity
 from ..errors import BadInputError, ExportError, ParityError
-from . import browser, permodule, quantize, samples, savedmodel, tfjs
+from . import browser, permodule, quantize, runners, samples, savedmodel, tfjs
+from .faults import fault
 from . import onnx as onnx_route  # not `onnx`: the name stays free for the onnx package
 
 
@@ -83,7 +84,7 @@ def save(port, out, options: SaveOptions | None = None, progress=None, **kwargs)
             raise ParityError(_parity_message(result["_report"]), result["_report"])
         result.pop("_report")
         (tmp / "report.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
-        _fault("report")
+        fault("report")
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -92,62 +93,107 @@ def save(port, out, options: SaveOptions | None = None, progress=None, **kwargs)
 
 
 def _write_all(port, tmp: Path, options: SaveOptions, step) -> dict:
-    timings, latency = {}, {}
-    processing = _processing(port, options)  # checked against the model before anything slow is written
-    t = time.perf_counter()
-    (tmp / "model_tf.py").write_text(port.source)
-    if codegen.STANDALONE_IMPORT in port.source:
-        (tmp / codegen.LAYERS_FILE).write_text(codegen.standalone_layers())
-    _fault("model_tf")
-    step("writing SavedModel")
-    savedmodel.save_savedmodel(port, tmp / "saved_model")
-    write_tf_checkpoint(port, tmp / "checkpoint")
-    _fault("savedmodel")
-    timings["savedmodel_s"] = time.perf_counter() - t
-    report = port.parity()
-    refs = [(inputs, port.torch_outputs(inputs, boundary=True)) for inputs in port.parity_inputs()]
-    samples.write_samples(tmp / samples.FOLDER,  # for `bridge serve`'s page, with the tfjs check's bound
-                          [(savedmodel.feeds_for(port, i), r) for i, r in refs[: samples.MAX_SETS]],
-                          quantize.tfjs_rtol(port, options))
-    step("verifying the SavedModel")
-    report.runtimes.append(_check_runtime("savedmodel", refs, port, lambda feeds: savedmodel.run_savedmodel(
-        tmp / "saved_model", feeds)))
-    onnx_info = onnx_route.write_and_verify(port, tmp, report, options, step) if options.onnx else None
-    tfjs_info = quantized = None
-    if options.tfjs:
+    """Write and check every artifact in ``tmp`` (see ``_Export``)."""
+    return _Export(port, tmp, options, step).run()
+
+
+class _Export:
+    """One save: writes the artifacts in ``tmp`` and checks each with its runner (runners.py).
+
+    The port is not changed: the runtimes, notes and per-module results found here go into this
+    export's copy of the port's parity report, its own notes and the returned report dict, so
+    saving twice records each runtime once per save.
+    """
+
+    def __init__(self, port, tmp: Path, options: SaveOptions, step):
+        self.port, self.tmp, self.options, self.step = port, tmp, options, step
+        base = port.parity()
+        self.report = parity.ParityReport(list(base.runtimes), base.per_module, base.n_inputs, base.tolerance,
+                                          dict(base.per_module_runtimes))
+        self.notes = list(port.notes)
+        self.timings: dict[str, float] = {}
+        self.latency: dict[str, list] = {}  # runtime -> ms per execution, per set (tfjs and browser)
+        self.seen: dict[str, list] = {}  # runtime -> [(torch outputs, its outputs)], for quantize's top-1
+
+    def verify(self, runner, refs, rtol: float, timing: str, required: bool | None = None) -> None:
+        """Check one runner's runtimes (required: a runner that cannot run is an error, not a skip)."""
         t = time.perf_counter()
-        step("converting to tfjs")
-        tfjs_info = tfjs.convert_to_tfjs(tmp / "saved_model", tmp / "tfjs",
-                                         metadata={**_metadata(port, report), **processing},
-                                         quantization=quantize.request(port, options))
-        _fault("tfjs")
-        timings["tfjs_convert_s"] = time.perf_counter() - t
+        required = self.options.require_node if required is None else required
+        checked = runners.check(runner, refs, rtol, required=required)
+        self.report.runtimes.extend(checked.results)
+        self.notes.extend(n for n in checked.notes if n not in self.notes)
+        self.latency.update({k: v for k, v in checked.latency.items() if k.startswith(("tfjs-", "browser-"))})
+        self.seen.update(checked.pairs)
+        self.timings[timing] = time.perf_counter() - t
+
+    def run(self) -> dict:
+        processing = _processing(self.port, self.options)  # checked against the model before anything slow
+        in_browser = None
+        if self.options.tfjs and self.options.browser_backends:
+            in_browser = runners.BrowserTfjsRunner(self.tmp / "tfjs", self.options.browser_backends,
+                                                   repeat=browser.LATENCY_RUNS, work_root=self.tmp)
+            in_browser.start()  # chromium starts while the SavedModel and tfjs are written
+        try:
+            return self._run(processing, in_browser)
+        finally:
+            if in_browser is not None:
+                in_browser.close()
+
+    def _run(self, processing: dict, in_browser) -> dict:
+        port, tmp, options, step, timings = self.port, self.tmp, self.options, self.step, self.timings
         t = time.perf_counter()
-        step("verifying tfjs in node (" + ", ".join(options.backends) + ")")
-        seen: dict = {}  # runtime -> [(torch outputs, its outputs)], for quantize.report_section
-        report.runtimes += _check_tfjs(port, refs, tmp / "tfjs", options, latency, seen)
-        timings["tfjs_verify_s"] = time.perf_counter() - t
-        if _per_module_wanted(options, report) and tfjs.node_status() is None:
+        (tmp / "model_tf.py").write_text(port.source)
+        if codegen.STANDALONE_IMPORT in port.source:
+            (tmp / codegen.LAYERS_FILE).write_text(codegen.standalone_layers())
+        fault("model_tf")
+        step("writing SavedModel")
+        savedmodel.save_savedmodel(port, tmp / "saved_model")
+        write_tf_checkpoint(port, tmp / "checkpoint")
+        fault("savedmodel")
+        timings["savedmodel_s"] = time.perf_counter() - t
+        refs = [(savedmodel.feeds_for(port, inputs), port.torch_outputs(inputs, boundary=True))
+                for inputs in port.parity_inputs()]
+        samples.write_samples(tmp / samples.FOLDER, refs[: samples.MAX_SETS],  # for `bridge serve`, at tfjs's bound
+                              quantize.tfjs_rtol(port, options))
+        step("verifying the SavedModel")
+        self.verify(runners.SavedModelRunner(tmp / "saved_model"), refs, port.tolerance.output.rtol,
+                    "savedmodel_verify_s", required=True)
+        onnx_info = (onnx_route.write_and_verify(port, tmp, self.report, options, step, self.notes)
+                     if options.onnx else None)
+        tfjs_info = quantized = None
+        if options.tfjs:
             t = time.perf_counter()
-            step("per-module parity in tfjs")
-            report.per_module_runtimes.update(_per_module_tfjs(port, options))
-            timings["tfjs_per_module_s"] = time.perf_counter() - t
-        if options.browser_backends:
+            step("converting to tfjs")
+            tfjs_info = tfjs.convert_to_tfjs(tmp / "saved_model", tmp / "tfjs",
+                                             metadata={**_metadata(port, self.report), **processing},
+                                             quantization=quantize.request(port, options))
+            fault("tfjs")
+            timings["tfjs_convert_s"] = time.perf_counter() - t
+            step("verifying tfjs in node (" + ", ".join(options.backends) + ")")
+            rtol = quantize.tfjs_rtol(port, options)
+            self.verify(runners.NodeTfjsRunner(tmp / "tfjs", options.backends, work_root=tmp), refs, rtol,
+                        "tfjs_verify_s")
+            if _per_module_wanted(options, self.report) and tfjs.node_status() is None:
+                t = time.perf_counter()
+                step("per-module parity in tfjs")
+                self.report.per_module_runtimes.update(_per_module_tfjs(port, options, self.notes))
+                timings["tfjs_per_module_s"] = time.perf_counter() - t
+            if in_browser is not None:
+                step("verifying tfjs in chromium (" + ", ".join(options.browser_backends) + ")")
+                browser_refs = refs[: options.browser_sets]
+                self.verify(in_browser, browser_refs, rtol, "browser_verify_s")
+                if self.report.runtime(in_browser.names[0]).skipped is None:
+                    self.notes.append(f"browser checked on {len(browser_refs)} of {len(refs)} parity input sets")
+            quantized = quantize.report_section(port, options, tfjs_info, self.report, self.seen, self.notes)
+            _update_metadata(tmp / "tfjs" / "model.json", {"parity": _parity_summary(self.report),
+                                                           **quantize.metadata_patch(quantized)})
+        gradients = None
+        if options.check_gradients:
             t = time.perf_counter()
-            step("verifying tfjs in chromium (" + ", ".join(options.browser_backends) + ")")
-            report.runtimes += _check_browser(port, refs[: options.browser_sets], tmp / "tfjs", options, latency,
-                                              seen)
-            timings["browser_verify_s"] = time.perf_counter() - t
-        quantized = quantize.report_section(port, options, tfjs_info, report, seen)  # None without --quantize
-        _update_metadata(tmp / "tfjs" / "model.json", {"parity": _parity_summary(report),
-                                                       **quantize.metadata_patch(quantized)})
-    gradients = None
-    if options.check_gradients:
-        t = time.perf_counter()
-        gradients = port.gradient_parity().to_dict()
-        timings["gradients_s"] = time.perf_counter() - t
-    return {**_report_dict(port, report, tfjs_info, timings, gradients), **processing, "quantization": quantized,
-            "latency": _latency_summary(latency), "onnx": onnx_info}
+            gradients = port.gradient_parity().to_dict()
+            timings["gradients_s"] = time.perf_counter() - t
+        return {**_report_dict(port, self.report, tfjs_info, timings, gradients, self.notes), **processing,
+                "quantization": quantized, "latency": _latency_summary(self.latency), "onnx": onnx_info}
 
 
 def _processing(port, options: SaveOptions) -> dict:
@@ -187,75 +233,6 @@ def write_tf_checkpoint(port, folder: Path) -> Path:
     return Path(tf.train.Checkpoint(model=port.tf_model).write(str(folder / CHECKPOINT_PREFIX)))
 
 
-def _check_runtime(name: str, refs, port, run) -> parity.RuntimeResult:
-    per_set = [parity.compare_outputs(ref, run(savedmodel.feeds_for(port, inputs)), port.tolerance.output.rtol, name)
-               for inputs, ref in refs]
-    return parity.RuntimeResult(name, parity.merge_sets(per_set))
-
-
-def _check_tfjs(port, refs, model_dir: Path, options: SaveOptions, latency=None,
-                seen=None) -> list[parity.RuntimeResult]:
-    reason = tfjs.node_status()
-    if reason:
-        if options.require_node:
-            raise ExportError(f"cannot verify the tfjs model: {reason}")
-        return [parity.RuntimeResult(f"tfjs-{b}", skipped=reason) for b in options.backends]
-    per_set: dict[str, list] = {b: [] for b in options.backends}
-    for inputs, ref in refs:
-        feeds = savedmodel.feeds_for(port, inputs)
-        backends = _runnable(port, feeds, options.backends)
-        if not backends:
-            continue
-        results = tfjs.run_tfjs(model_dir, feeds, backends)
-        for backend, got in results.items():
-            per_set[backend].append(parity.compare_outputs(ref, got, quantize.tfjs_rtol(port, options),
-                                                           f"tfjs-{backend}"))
-            if seen is not None:  # the outputs themselves, for the quantization's top-1 agreement
-                seen.setdefault(f"tfjs-{backend}", []).append((ref, got))
-            if latency is not None:
-                latency.setdefault(f"tfjs-{backend}", []).append(list(getattr(got, "ms", [])))
-    return [parity.RuntimeResult(f"tfjs-{b}", parity.merge_sets(per_set[b])) for b in options.backends]
-
-
-def _runnable(port, feeds: dict, backends: tuple[str, ...]) -> tuple[str, ...]:
-    """The backends that can run this input set; the others are named in the report's notes."""
-    keep = []
-    for b in backends:
-        why = tfjs.zero_size_problem(feeds, b)
-        if why is None:
-            keep.append(b)
-        elif f"not checked: {why}" not in port.notes:
-            port.notes.append(f"not checked: {why}")
-    return tuple(keep)
-
-
-def _check_browser(port, refs, model_dir: Path, options: SaveOptions, latency=None,
-                   seen=None) -> list[parity.RuntimeResult]:
-    """The same comparison in headless chromium; skipped (with the reason) when chromium is missing."""
-    names = [f"browser-{b}" for b in options.browser_backends]
-    reason = browser.browser_status()
-    if reason:
-        if options.require_node:
-            raise ExportError(f"cannot verify the tfjs model in a browser: {reason}")
-        return [parity.RuntimeResult(n, skipped=reason) for n in names]
-    per_set: dict[str, list] = {n: [] for n in names}
-    for inputs, ref in refs:
-        results = browser.run_browser(model_dir, savedmodel.feeds_for(port, inputs), options.browser_backends,
-                                      repeat=browser.LATENCY_RUNS)
-        for backend, got in results.items():
-            name = f"browser-{backend}"
-            per_set[name].append(parity.compare_outputs(ref, got, quantize.tfjs_rtol(port, options), name))
-            if seen is not None:
-                seen.setdefault(name, []).append((ref, got))
-            if latency is not None:
-                latency.setdefault(name, []).append(list(getattr(results, "ms", {}).get(backend, [])))
-        for backend, info in getattr(results, "info", {}).items():
-            if info.get("float32_textures") is False:
-                port.notes.append(f"browser {backend}: float16 textures only, expect errors near 1e-3")
-    port.notes.append(f"browser checked on {len(refs)} of {len(port.parity_inputs())} parity input sets")
-    return [parity.RuntimeResult(n, parity.merge_sets(per_set[n])) for n in names]
-
-
 def _per_module_wanted(options: SaveOptions, report) -> bool:
     """Per-module parity inside tfjs when asked for, or (by default) when tfjs missed its bound."""
     if options.per_module_tfjs is not None:
@@ -263,12 +240,12 @@ def _per_module_wanted(options: SaveOptions, report) -> bool:
     return any(r.runtime.startswith("tfjs-") and r.skipped is None and not r.ok for r in report.runtimes)
 
 
-def _per_module_tfjs(port, options: SaveOptions) -> dict:
+def _per_module_tfjs(port, options: SaveOptions, notes: list) -> dict:
     """Per-module errors in tfjs; a failure here is reported, it does not fail the export."""
     try:
         return permodule.per_module_tfjs(port, options.backends)
     except ExportError as exc:
-        port.notes.append(f"per-module tfjs parity not measured: {exc.message.splitlines()[0]}")
+        notes.append(f"per-module tfjs parity not measured: {exc.message.splitlines()[0]}")
         return {}
 
 
@@ -313,7 +290,7 @@ def _update_metadata(model_json: Path, patch: dict) -> None:
     model_json.write_text(json.dumps(data, sort_keys=True))
 
 
-def _report_dict(port, report, tfjs_info, timings, gradients=None) -> dict:
+def _report_dict(port, report, tfjs_info, timings, gradients=None, notes=None) -> dict:
     from ..build import variable_summary
 
     ckpt = port.checkpoint
@@ -322,7 +299,7 @@ def _report_dict(port, report, tfjs_info, timings, gradients=None) -> dict:
         "model": port.plan.class_name,
         "checkpoint": None if ckpt is None else {"path": str(ckpt.path), "sha256": ckpt.sha256,
                                                  "format": ckpt.format},
-        "notes": list(port.notes),
+        "notes": list(port.notes if notes is None else notes),
         "inputs": [{"name": n, "shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", ""),
                     "free_dims": sorted(free),  # non-batch dims the exported model accepts at any size
                     "layout": _layout_name(x.dim(), lo),  # NHWC with --channels-last-io
@@ -357,8 +334,9 @@ def _replace(tmp: Path, out: Path) -> None:
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
-        _fault("replace")
+        fault("replace")
         os.replace(tmp, out)
+        fault("replaced")
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
@@ -393,8 +371,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _fault(point: str) -> None:
-    if os.environ.get("BRIDGE_FAULT") == point:
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -42,58 +42,30 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from bridge.errors import BadInputError, BridgeError, ExportError
+from bridge import progress
+from bridge.errors import BridgeError, ExportError
 
-JS_DIR = Path(__file__).resolve().parent / "js"
+from . import faults
+from .exchange import (JS_DIR, bridge_metadata, dies_with_parent, graph_nodes, input_dtypes, js_dir, node_status, read_array, tail,
+                       text, write_inputs)
+from .exchange import checked_int32  # noqa: F401 - part of this module's interface (run_tfjs's int32 rule)
+
 RUNNER = JS_DIR / "run.mjs"
 CONVERT_TIMEOUT_S = 1800
 RUN_TIMEOUT_S = 600
 RUN_TIMEOUT_PER_MODEL_S = 60  # added for each further model in one Node run
-MIN_NODE_MAJOR = 18
-# Files that must exist under the npm package directory for the runner to work.
-_NPM_FILES = (
-    "node_modules/@tensorflow/tfjs/package.json",
-    "node_modules/@tensorflow/tfjs-backend-wasm/package.json",
-    "node_modules/@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm",
-)
 _SHARD_RE = re.compile(r"group\d+-shard\d+of\d+\.bin")
 _UNSUPPORTED_RE = re.compile(r"Unsupported Ops in the model (before|after) optimization\n(.*)", re.S)
-_EXCHANGE_DTYPES = {"float32": "<f4", "int32": "<i4", "bool": "u1"}
-# What tfjs makes of a graph placeholder's dtype (tfjs has no int64 and no float64).
-_TFJS_DTYPES = {"DT_FLOAT": "float32", "DT_DOUBLE": "float32", "DT_INT32": "int32", "DT_INT64": "int32",
-                "DT_INT16": "int32", "DT_INT8": "int32", "DT_UINT8": "int32", "DT_BOOL": "bool"}
-
-
 # ---------------------------------------------------------------- node status
-
-
-def _js_dir() -> Path:
-    """Where the npm packages live: $BRIDGE_JS_DIR, else next to this file."""
-    return Path(os.environ.get("BRIDGE_JS_DIR") or JS_DIR)
-
-
-def node_status() -> str | None:
-    """None if ``node`` and the npm packages under JS_DIR (or $BRIDGE_JS_DIR) are usable, else why not."""
-    node = shutil.which("node")
-    if node is None:
-        return "node not found on PATH"
-    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
-    major = re.match(r"v(\d+)", version)
-    if not major or int(major.group(1)) < MIN_NODE_MAJOR:
-        return f"node {version or '(unknown version)'} is too old: tfjs needs node >= {MIN_NODE_MAJOR}"
-    js = _js_dir()
-    if not all((js / f).is_file() for f in _NPM_FILES):
-        return f"npm packages missing: run `npm ci --prefix {js}`"
-    return None
 
 
 # ---------------------------------------------------------------- conversion
@@ -186,12 +158,36 @@ def _finish(staged: Path, out_dir: Path, quantization: dict | None = None,
     return {**_stats(model_json, out_dir), **({"quantization": summary} if summary else {})}
 
 
+def in_process_problem() -> str | None:
+    """None when this process may run the tfjs converter itself, else why it needs a fresh Python.
+
+    The converter is safe in-process only where TensorFlow runs with oneDNN off (see the module
+    docstring): the CLI and the tests set ``TF_ENABLE_ONEDNN_OPTS=0`` before TF is imported, which
+    saves the worker's TF import (seconds). A library user who imported TF with oneDNN on (the x86
+    default) gets the worker. ``BRIDGE_TFJS_SUBPROCESS=1`` forces the worker.
+    """
+    if os.environ.get("BRIDGE_TFJS_SUBPROCESS") == "1":
+        return "BRIDGE_TFJS_SUBPROCESS=1"
+    if "tensorflow" not in sys.modules and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
+        return "TensorFlow is not imported yet and TF_ENABLE_ONEDNN_OPTS is not 0"
+    from tensorflow.python.util import _pywrap_util_port
+
+    if _pywrap_util_port.IsMklEnabled():  # reads the setting TF took at import
+        return "TensorFlow runs with oneDNN on in this process (TF_ENABLE_ONEDNN_OPTS was not 0 at import)"
+    return None
+
+
 def _run_converter(requests: list[dict], work: Path) -> list[ExportError | dict]:
-    """Run the worker (a fresh Python with oneDNN off) over the requests; one error or result line each.
+    """Convert the requests in this process when that is safe (``in_process_problem``), else in the
+    worker (a fresh Python with oneDNN off); one error or result each.
 
     The worker appends one result line per request as it goes. If it dies, the
     request it was on gets the crash as its error and the rest go to a new worker.
     """
+    if in_process_problem() is None:
+        tfjs_conv, import_error = _import_converter()
+        return [r if r["ok"] else _converter_error(r["error"], "")
+                for r in (_convert_job(tfjs_conv, import_error, job) for job in requests)]
     outcomes: list[ExportError | dict] = []
     while len(outcomes) < len(requests):
         pending = requests[len(outcomes):]
@@ -214,20 +210,16 @@ def _run_worker(requests: list[dict], work: Path) -> tuple[list[dict], str | Non
     crash = None
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S)
-        log = _tail(proc.stdout + proc.stderr)
+        log = tail(proc.stdout + proc.stderr)
         if proc.returncode != 0:
             crash = f"the tfjs converter crashed (exit code {proc.returncode})"
     except subprocess.TimeoutExpired as e:
-        log = _tail(_text(e.stdout) + _text(e.stderr))
+        log = tail(text(e.stdout) + text(e.stderr))
         crash = f"the tfjs converter did not finish within {CONVERT_TIMEOUT_S} s"
     lines = [json.loads(s) for s in res_path.read_text().splitlines()] if res_path.is_file() else []
     if crash is None and len(lines) < len(requests):
         crash = f"the tfjs converter stopped after {len(lines)} of {len(requests)} models"
     return lines[: len(requests)], crash, log
-
-
-def _text(output) -> str:
-    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def _converter_error(message: str, log: str) -> ExportError:
@@ -250,10 +242,6 @@ def _canonicalize(model_json_path: Path) -> dict:
     return model_json
 
 
-def _graph_nodes(model_json: dict) -> set[str]:
-    return {n["name"] for n in model_json["modelTopology"].get("node", [])}
-
-
 def _check_node_maps(model_json: dict) -> None:
     """Our output nodes must be exactly the converter's outputs, and every node must exist."""
     bridge = model_json["userDefinedMetadata"]["bridge"]
@@ -262,7 +250,7 @@ def _check_node_maps(model_json: dict) -> None:
     if ours != theirs:
         raise ExportError(f"output node map {sorted(ours)} does not match the converted graph's outputs "
                           f"{sorted(theirs)}; refusing to guess names")
-    missing = {n.split(":")[0] for n in bridge["output_nodes"].values()} - _graph_nodes(model_json)
+    missing = {n.split(":")[0] for n in bridge["output_nodes"].values()} - graph_nodes(model_json)
     if missing:
         raise ExportError(f"output nodes {sorted(missing)} are not in the converted graph")
 
@@ -294,40 +282,102 @@ def _stats(model_json: dict, out_dir: Path) -> dict:
     }
 
 
-def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 # ---------------------------------------------------------------- worker (runs in the subprocess)
+
+
+def _import_converter():
+    """(the converter module, None) or (None, why it cannot be imported); its import is kept quiet."""
+    # tensorflow_decision_forests (which the converter imports) prints a banner, through IPython when
+    # stdout is not a terminal file (pytest, a notebook): without IPython that import fails
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+    try:
+        with _quiet_fds():  # and tensorflow_hub warns about pkg_resources
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_conv
+        return tfjs_conv, None
+    except Exception as e:  # noqa: BLE001 - every job fails the same way; retrying would not help
+        return None, f"cannot import the tfjs converter: {type(e).__name__}: {e}"
+
+
+@contextlib.contextmanager
+def _quiet_fds():
+    """stdout and stderr (the file descriptors, so C++ and print both) to /dev/null for a moment."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+def _convert_job(tfjs_conv, import_error: str | None, job: dict) -> dict:
+    """Convert one job; {"ok": True, ...} or {"ok": False, "error": text}. Runs in the worker or in-process."""
+    try:
+        if tfjs_conv is None:
+            raise RuntimeError(import_error)
+        node_maps = _signature_node_maps(job["saved_model_dir"], job["signature"])
+        metadata = {"bridge": {**job["metadata"], **node_maps}}
+        dtype_map, result = None, {"ok": True}
+        if job.get("quantization"):
+            from bridge.export import quantize
+
+            dtype_map, attribution = quantize.converter_map(job["saved_model_dir"], job["signature"],
+                                                            job["quantization"])
+            result["quantization"] = {"attribution": attribution}
+        with _quiet_fds() if not os.environ.get("BRIDGE_DEBUG") else contextlib.nullcontext(), _shard_fault():
+            tfjs_conv.convert_tf_saved_model(job["saved_model_dir"], job["out_dir"],
+                                             signature_def=job["signature"], metadata=metadata,
+                                             quantization_dtype_map=dtype_map)
+        return result
+    except Exception as e:  # noqa: BLE001 - reported to the caller, which makes it an ExportError
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+
+
+@contextlib.contextmanager
+def _shard_fault():
+    """With BRIDGE_FAULT=shard, the converter's first weight shard is cut off halfway and the process
+    killed there (faults.py): a kill in the middle of writing a shard."""
+    if not faults.armed("shard"):
+        yield
+        return
+    from tensorflowjs import write_weights
+
+    real = write_weights._shard_group_bytes_to_disk
+
+    def half_then_kill(write_dir, group_index, group_bytes, total_bytes, shard_size_bytes):
+        data = group_bytes.read(min(total_bytes, shard_size_bytes or total_bytes))
+        with open(os.path.join(write_dir, f"group{group_index + 1}-shard1of1.bin"), "wb") as f:
+            f.write(data[: len(data) // 2])
+            f.flush()
+            os.fsync(f.fileno())
+        faults.fault("shard")
+
+    write_weights._shard_group_bytes_to_disk = half_then_kill
+    try:
+        yield
+    finally:
+        write_weights._shard_group_bytes_to_disk = real
 
 
 def _worker(request_path: str, result_path: str) -> None:
     """Entry point of the converter subprocess: convert each job, append one ok/error JSON line per job."""
     jobs = json.loads(Path(request_path).read_text())["jobs"]
-    try:
-        from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_conv
-    except Exception as e:  # noqa: BLE001 - every job fails the same way; retrying would not help
-        tfjs_conv, import_error = None, f"cannot import the tfjs converter: {type(e).__name__}: {e}"
+    tfjs_conv, import_error = _import_converter()
     with open(result_path, "a") as results:
         for job in jobs:
-            try:
-                if tfjs_conv is None:
-                    raise RuntimeError(import_error)
-                node_maps = _signature_node_maps(job["saved_model_dir"], job["signature"])
-                metadata = {"bridge": {**job["metadata"], **node_maps}}
-                dtype_map, result = None, {"ok": True}
-                if job.get("quantization"):
-                    from bridge.export import quantize
-
-                    dtype_map, attribution = quantize.converter_map(job["saved_model_dir"], job["signature"],
-                                                                    job["quantization"])
-                    result["quantization"] = {"attribution": attribution}
-                tfjs_conv.convert_tf_saved_model(job["saved_model_dir"], job["out_dir"],
-                                                 signature_def=job["signature"], metadata=metadata,
-                                                 quantization_dtype_map=dtype_map)
-            except Exception as e:  # noqa: BLE001 - reported to the parent, which makes it an ExportError
-                result = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-            results.write(json.dumps(result) + "\n")
+            results.write(json.dumps(_convert_job(tfjs_conv, import_error, job)) + "\n")
             results.flush()
 
 
@@ -424,11 +474,16 @@ def run_tfjs(model_dir: Path, inputs: dict[str, np.ndarray],
         raise result
     failed = {b: r for b, r in result.items() if isinstance(r, ExportError)}
     if failed:
-        lines = "\n".join(f"  {b}: {e.details['error'].splitlines()[0] or '(no message)'}" for b, e in failed.items())
-        raise ExportError(f"the tfjs model failed on {len(failed)} backend(s):\n{lines}",
-                          details={"errors": {b: e.details["error"] for b, e in failed.items()},
-                                   "stderr": next(iter(failed.values())).details["stderr"]})
+        raise backend_failures(failed)
     return result
+
+
+def backend_failures(failed: dict[str, ExportError]) -> ExportError:
+    """One ExportError naming each failed backend's first error line (run_many_tfjs's per-backend errors)."""
+    lines = "\n".join(f"  {b}: {e.details['error'].splitlines()[0] or '(no message)'}" for b, e in failed.items())
+    return ExportError(f"the tfjs model failed on {len(failed)} backend(s):\n{lines}",
+                       details={"errors": {b: e.details["error"] for b, e in failed.items()},
+                                "stderr": next(iter(failed.values())).details["stderr"]})
 
 
 # tfjs wasm's Transpose traps ("divide by zero") on a zero-size tensor, and every channels-last graph
@@ -447,7 +502,7 @@ def zero_size_problem(inputs: dict[str, np.ndarray], backend: str) -> str | None
 
 
 def run_many_tfjs(requests: list[tuple[Path, dict[str, np.ndarray]]], backends: tuple[str, ...] = ("cpu", "wasm"),
-                  repeat: int = 1) -> list[dict[str, dict[str, np.ndarray] | ExportError] | BridgeError]:
+                  repeat: int = 1, work_root: Path | None = None) -> list[dict[str, dict[str, np.ndarray] | ExportError] | BridgeError]:
     """Run many (model_dir, inputs) requests in one Node process; each model is loaded once per backend.
 
     A model_dir may appear in several requests (one per input set). Returns, in
@@ -455,19 +510,20 @@ def run_many_tfjs(requests: list[tuple[Path, dict[str, np.ndarray]]], backends: 
     backend}, or, for a request that could not be sent (bad inputs, no
     model.json), the error run_tfjs would raise. Inputs are treated as in run_tfjs.
     ``repeat`` runs each request that many times (each result's ``.ms`` lists the times).
+    ``work_root``: where the exchange folder goes (default: the system's temporary folder).
     Raises ExportError only when node itself is not usable.
     """
     reason = node_status()
     if reason:
         raise ExportError(f"cannot run the tfjs model: {reason}")
     results: list = [None] * len(requests)
-    with tempfile.TemporaryDirectory(prefix="bridge-tfjs-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bridge-tfjs-", dir=work_root) as tmp:
         work = Path(tmp)
         models: dict[Path, dict | ExportError] = {}
         for i, (model_dir, inputs) in enumerate(requests):
             try:
                 model = _model_request(models, Path(model_dir).resolve())
-                model["runs"].append({"id": i, "repeat": repeat, "inputs": _write_inputs(
+                model["runs"].append({"id": i, "repeat": repeat, "inputs": write_inputs(
                     work, inputs, model["input_nodes"], model["graph_nodes"],
                     input_dtypes=model["input_dtypes"], prefix=f"r{i}_")})
             except BridgeError as e:
@@ -504,108 +560,57 @@ def _read_model(model_dir: Path) -> dict:
     if not (model_dir / "model.json").is_file():
         raise ExportError(f"no tfjs model at {model_dir} (model.json is missing)")
     model_json = json.loads((model_dir / "model.json").read_text())
-    bridge = _bridge_metadata(model_json)
+    bridge = bridge_metadata(model_json)
     return {
         "model_dir": str(model_dir), "runs": [],
         "outputs": [{"name": k, "node": v} for k, v in bridge["output_nodes"].items()],
-        "input_nodes": bridge["input_nodes"], "graph_nodes": _graph_nodes(model_json),
-        "input_dtypes": _input_dtypes(model_json),
+        "input_nodes": bridge["input_nodes"], "graph_nodes": graph_nodes(model_json),
+        "input_dtypes": input_dtypes(model_json),
     }
-
-
-def _bridge_metadata(model_json: dict) -> dict:
-    bridge = model_json.get("userDefinedMetadata", {}).get("bridge", {})
-    if "output_nodes" not in bridge or "input_nodes" not in bridge:
-        raise ExportError("model.json has no bridge node maps (userDefinedMetadata.bridge.output_nodes); "
-                          "convert it with bridge.export.tfjs.convert_to_tfjs")
-    return bridge
-
-
-def _input_dtypes(model_json: dict) -> dict[str, str]:
-    """{placeholder node: dtype tfjs gives it}; tfjs loads an int64 placeholder as int32."""
-    out = {}
-    for node in model_json["modelTopology"].get("node", []):
-        if node["op"] == "Placeholder":
-            dtype = _TFJS_DTYPES.get(node.get("attr", {}).get("dtype", {}).get("type"))
-            if dtype:
-                out[node["name"]] = dtype
-    return out
-
-
-def _write_inputs(work: Path, inputs: dict, input_nodes: dict, graph_nodes: set, *,
-                  input_dtypes: dict | None = None, prefix: str = "") -> list[dict]:
-    """Write each input as a raw little-endian file; inputs the graph pruned are not sent.
-
-    ``input_dtypes`` ({node: tfjs dtype}, see _input_dtypes), when given, is
-    checked against each array. Integer arrays are sent as int32 (checked_int32).
-    """
-    if set(inputs) != set(input_nodes):
-        raise ExportError(f"inputs {sorted(inputs)} do not match the signature's inputs {sorted(input_nodes)}")
-    specs = []
-    for i, (name, node) in enumerate(sorted(input_nodes.items())):
-        if node not in graph_nodes:
-            continue  # unused by every output: the converter dropped its placeholder
-        array, dtype = _exchangeable(name, np.asarray(inputs[name]), (input_dtypes or {}).get(node))
-        file = f"{prefix}in_{i}.bin"
-        array.astype(_EXCHANGE_DTYPES[dtype]).tofile(work / file)
-        specs.append({"node": node, "dtype": dtype, "shape": list(array.shape), "file": file})
-    return specs
-
-
-def _exchangeable(name: str, array: np.ndarray, want: str | None = None) -> tuple[np.ndarray, str]:
-    if array.dtype.kind in "iu":
-        array, dtype = checked_int32(name, array), "int32"
-    else:
-        dtype = {np.dtype(np.float32): "float32", np.dtype(bool): "bool"}.get(array.dtype)
-    if dtype is None:
-        raise ExportError(f"input {name!r} has dtype {array.dtype}; tfjs takes float32, int32 or bool")
-    if want is not None and dtype != want:
-        raise ExportError(f"input {name!r} is {array.dtype} but the tfjs model takes {want}")
-    return array, dtype
-
-
-def checked_int32(name: str, array: np.ndarray) -> np.ndarray:
-    """An integer array (e.g. int64 token ids) as int32; BadInputError if a value does not fit.
-
-    tfjs has no int64 (an int64 placeholder is an int32 tensor there), so ids
-    are fed as int32. A silent cast would wrap 2**31 to -2**31; this names the
-    input and the first offending value instead.
-    """
-    array = np.asarray(array)
-    info = np.iinfo(np.int32)
-    outside = (array < info.min) | (array > info.max)
-    if outside.any():
-        first = int(np.flatnonzero(outside)[0])
-        index = [int(k) for k in np.unravel_index(first, array.shape)]
-        value = int(array.reshape(-1)[first])
-        raise BadInputError(
-            f"input {name!r} has {int(outside.sum())} value(s) outside int32, the first is {value} at index "
-            f"{index}; tfjs has no int64, so integer inputs such as token ids must lie in "
-            f"[{info.min}, {info.max}]",
-            details={"input": name, "value": value, "index": index, "count": int(outside.sum()),
-                     "dtype": str(array.dtype)})
-    return array.astype(np.int32)
 
 
 def _run_node(work: Path, models: list[dict], backends: tuple[str, ...]) -> tuple[dict, str | None, str]:
     """Run the Node runner over the models: ({(run id, backend): result line}, crash or None, stderr tail)."""
-    request = {"js_dir": str(_js_dir().resolve()), "work_dir": str(work), "backends": list(backends),
+    request = {"js_dir": str(js_dir().resolve()), "work_dir": str(work), "backends": list(backends),
                "models": [{k: m[k] for k in ("model_dir", "outputs", "runs")} for m in models]}
     (work / "request.json").write_text(json.dumps(request))
     timeout = RUN_TIMEOUT_S + RUN_TIMEOUT_PER_MODEL_S * (len(models) - 1)
     crash = None
+    proc = subprocess.Popen(["node", str(RUNNER), str(work / "request.json")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=dies_with_parent)
     try:
-        proc = subprocess.run(["node", str(RUNNER), str(work / "request.json")],
-                              capture_output=True, text=True, timeout=timeout)
-        stderr = proc.stderr
+        faults.fault("node")  # a kill while Node runs (the crash tests)
+        _, stderr = _wait_counting(proc, work / "result.jsonl", sum(len(m["runs"]) for m in models) * len(backends),
+                                   timeout)
         if proc.returncode != 0:
-            crash = f"the tfjs runner failed (exit code {proc.returncode}):\n{_tail(stderr)}"
-    except subprocess.TimeoutExpired as e:
-        stderr = _text(e.stderr)
+            crash = f"the tfjs runner failed (exit code {proc.returncode}):\n{tail(stderr)}"
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
         crash = f"the tfjs runner did not finish within {timeout} s"
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     result_path = work / "result.jsonl"
     lines = [json.loads(s) for s in result_path.read_text().splitlines()] if result_path.is_file() else []
-    return {(r["id"], r["backend"]): r for r in lines}, crash, _tail(stderr)
+    return {(r["id"], r["backend"]): r for r in lines}, crash, tail(stderr)
+
+
+def _wait_counting(proc, lines_file: Path, expected: int, timeout: float) -> tuple[str, str]:
+    """``proc.communicate(timeout)``, advancing a progress bar by the result lines Node appends."""
+    deadline = time.monotonic() + timeout
+    with progress.task("tfjs in node: input sets x backends", total=expected) as advance:
+        seen = 0
+        while True:
+            try:
+                return proc.communicate(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    raise
+                done = lines_file.read_bytes().count(b"\n") if lines_file.is_file() else 0
+                advance(done - seen)
+                seen = done
 
 
 def _backend_result(work: Path, line: dict | None, crash: str | None, stderr: str,
@@ -615,7 +620,7 @@ def _backend_result(work: Path, line: dict | None, crash: str | None, stderr: st
     elif not line["ok"]:
         error = line["error"] or "(no message)"
     else:
-        return Outputs({o["name"]: _read_array(work / o["file"], o) for o in line["outputs"]}, line.get("ms", []))
+        return Outputs({o["name"]: read_array(work / o["file"], o) for o in line["outputs"]}, line.get("ms", []))
     return ExportError(f"the tfjs model failed on {backend}: {error.splitlines()[0]}",
                        details={"error": error, "stderr": stderr})
 
@@ -627,11 +632,6 @@ class Outputs(dict):
     def __init__(self, arrays: dict, ms: list[float]):
         super().__init__(arrays)
         self.ms = list(ms)
-
-
-def _read_array(path: Path, spec: dict) -> np.ndarray:
-    array = np.fromfile(path, dtype=_EXCHANGE_DTYPES[spec["dtype"]]).reshape(spec["shape"])
-    return array.astype(bool) if spec["dtype"] == "bool" else array
 
 
 if __name__ == "__main__":

@@ -17,18 +17,25 @@
 //   WEBGL_RENDER_FLOAT32_ENABLED (floatPrecision() is unreliable) and reported.
 // - One page per backend, so a backend that breaks its page (a lost WebGL
 //   context, a wasm abort) cannot affect the next one.
-// - As in run.mjs, the model.json `signature` is dropped before loading and the
-//   model is fed and fetched by graph node name only.
+// - The page loads, feeds and times the model with tfjs_io.mjs, the same code run.mjs uses (served
+//   to the page as an ES module); the model.json `signature` is dropped there.
+// - One browser launch serves every input set: each backend's page loads the model once and runs
+//   all of them (a browser launch and a model load cost seconds).
 // - The page code lives in this file (runInPage is sent with page.evaluate and
-//   the HTML is a string), so this one file is all the package has to ship.
+//   the HTML is a string), with tfjs_io.mjs beside it.
 //
-// Usage: node browser.mjs REQUEST.json
-// REQUEST: run.mjs's request plus {"chromium": path, "repeat": N (executions per backend, default 1),
-//          "timeouts_s": {"launch", "backend", "total"}}
+// Usage: node browser.mjs PREPARE.json, then REQUEST.json's path as one line on stdin.
+// The runner launches chromium and opens and initialises one page per backend as soon as it starts, while
+// Python is still writing the model; the request names the model and the input sets. A closed stdin
+// without a line means there is nothing to check: the runner closes the browser and exits 0.
+// PREPARE: {"js_dir", "chromium", "backends": [..], "timeouts_s": {"launch", "backend"}}
+// REQUEST: {"js_dir", "model_dir", "work_dir", "backends": [..], "outputs": [{"name", "node"}],
+//           "runs": [{"id", "inputs": [{"node", "dtype", "shape", "file"}]}], "chromium": path,
+//           "repeat": N (executions per input set, default 1), "timeouts_s": {"launch", "backend", "total"}}
 // Input and output files are raw little-endian arrays (float32, int32, bool as
 // uint8) relative to work_dir. The runner writes work_dir/result.json:
 //   {"browser": "156.0...", "backends": {"webgl": {"ok": true, "info": {..},
-//     "outputs": [{"name", "dtype", "shape", "file"}], "ms": [per execution], "console": [..]},
+//     "runs": [{"id", "outputs": [{"name", "dtype", "shape", "file"}], "ms": [per execution]}], "console": [..]},
 //    "wasm": {"ok": false, "error": "...", "console": [..]}}}
 // Exit code 0 means result.json was written (a backend may still have failed).
 
@@ -38,9 +45,11 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const LOOPBACK = '127.0.0.1';
-const OUTPUT_FILE_RE = /^out_[a-z]+_\d+\.bin$/;
+const OUTPUT_FILE_RE = /^out_[a-z]+_\d+_\d+\.bin$/; // out_<backend>_<run id>_<output index>.bin
+const HERE = dirname(fileURLToPath(import.meta.url));
 const MAX_CONSOLE_LINES = 200;
 const CHROMIUM_ARGS = [
   '--no-sandbox', // runs as root in containers
@@ -54,6 +63,7 @@ const CHROMIUM_ARGS = [
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
   '.json': 'application/json',
   '.wasm': 'application/wasm',
   '.bin': 'application/octet-stream',
@@ -68,12 +78,14 @@ function pageHtml(base) {
 <script src="${base}tfjs/tf.min.js"></script>
 <script src="${base}tfjs/tf-backend-wasm.min.js"></script>
 <script>tf.wasm.setWasmPaths(${JSON.stringify(base + 'tfjs/')});</script>
+<script type="module">import * as io from ${JSON.stringify(base + 'io/tfjs_io.mjs')}; window.bridgeIO = io;</script>
 </head><body>bridge tfjs check</body></html>`;
 }
 
-// URL path (below the token) -> file on disk, for everything the page may GET.
-function staticFiles(req, modelJSON) {
-  const require = createRequire(join(req.js_dir, 'package.json'));
+// URL path (below the token) -> file on disk, for everything the page may GET: the tfjs bundles
+// first (the page loads them before any model exists), the model and exchange files once asked.
+function assetFiles(jsDir) {
+  const require = createRequire(join(jsDir, 'package.json'));
   const tfjsDist = dirname(require.resolve('@tensorflow/tfjs/dist/tf.min.js'));
   const wasmDist = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js'));
   const files = new Map([['tfjs/tf.min.js', join(tfjsDist, 'tf.min.js')],
@@ -82,12 +94,18 @@ function staticFiles(req, modelJSON) {
     const name = `tfjs-backend-wasm${flavour}.wasm`;
     files.set(`tfjs/${name}`, join(wasmDist, name));
   }
+  files.set('io/tfjs_io.mjs', join(HERE, 'tfjs_io.mjs')); // the loading code run.mjs uses too
+  return files;
+}
+
+function addModelFiles(files, req, modelJSON) {
   files.set('model/model.json', join(req.model_dir, 'model.json'));
   for (const group of modelJSON.weightsManifest) {
     for (const path of group.paths) files.set(`model/${path}`, join(req.model_dir, basename(path)));
   }
-  for (const inp of req.inputs) files.set(`exchange/${inp.file}`, join(req.work_dir, inp.file));
-  return files;
+  for (const run of req.runs) {
+    for (const inp of run.inputs) files.set(`exchange/${inp.file}`, join(req.work_dir, inp.file));
+  }
 }
 
 function readBody(request, limit) {
@@ -104,10 +122,11 @@ function readBody(request, limit) {
   });
 }
 
-async function startServer(req, modelJSON) {
+async function startServer(prep) {
   const token = randomBytes(16).toString('hex');
   const base = `/${token}/`;
-  const files = staticFiles(req, modelJSON);
+  const files = assetFiles(prep.js_dir);
+  const site = { files, workDir: null };
   const html = pageHtml(base);
   const headers = (type) => ({
     'Content-Type': type,
@@ -129,7 +148,8 @@ async function startServer(req, modelJSON) {
           'Content-Length': (await stat(file)).size });
         createReadStream(file).pipe(response);
       } else if (request.method === 'POST' && rel.startsWith('exchange/') && OUTPUT_FILE_RE.test(rel.slice(9))) {
-        await writeFile(join(req.work_dir, rel.slice(9)), await readBody(request, 2 ** 31));
+        if (!site.workDir) throw Object.assign(new Error('no request yet'), { status: 404 });
+        await writeFile(join(site.workDir, rel.slice(9)), await readBody(request, 2 ** 31));
         response.writeHead(204, headers('text/plain')).end();
       } else {
         throw Object.assign(new Error('not found'), { status: 404 });
@@ -144,20 +164,19 @@ async function startServer(req, modelJSON) {
     server.listen(0, LOOPBACK, resolve); // port 0: the OS picks a free port
   });
   const origin = `http://${LOOPBACK}:${server.address().port}`;
-  return { server, origin, page: `${origin}${base}index.html`, base };
+  return Object.assign(site, { server, origin, page: `${origin}${base}index.html`, base });
 }
 
 // ---------------------------------------------------------------- in the page
 
-// Sent to the page with page.evaluate: it must not use anything from this module.
-async function runInPage({ backend, base, inputs, outputs, repeat }) {
+// Sent to the page with page.evaluate (these two must not use anything from this module). The loading
+// code is tfjs_io.mjs, which the page imported as window.bridgeIO.
+async function initBackend({ backend }) {
   const tf = window.tf;
-  const TYPED = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
-  const get = async (path) => {
-    const r = await fetch(base + path);
-    if (!r.ok) throw new Error(`GET ${path}: HTTP ${r.status}`);
-    return r;
-  };
+  for (let i = 0; !window.bridgeIO; i++) { // the module script runs after the classic ones
+    if (i > 400) throw new Error('tfjs_io.mjs did not load');
+    await new Promise((r) => setTimeout(r, 25));
+  }
   if (!(await tf.setBackend(backend))) throw new Error(`backend '${backend}' failed to initialise`);
   await tf.ready();
   if (tf.getBackend() !== backend) throw new Error(`asked for backend '${backend}', tfjs runs '${tf.getBackend()}'`);
@@ -173,74 +192,46 @@ async function runInPage({ backend, base, inputs, outputs, repeat }) {
     info.threads = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
     info.thread_count = tf.wasm.getThreadsCount();
   }
+  return info;
+}
 
-  const model = await tf.loadGraphModel({
-    load: async () => {
-      const modelJSON = await (await get('model/model.json')).json();
-      delete modelJSON.signature; // names go by node only (see run.mjs)
-      return tf.io.getModelArtifactsForJSON(modelJSON, async (manifest) => {
-        const specs = [];
-        const buffers = [];
-        for (const group of manifest) {
-          for (const path of group.paths) buffers.push(await (await get(`model/${path}`)).arrayBuffer());
-          specs.push(...group.weights);
-        }
-        return [specs, buffers];
-      });
-    },
-  });
-  const feeds = {};
-  const written = [];
-  const ms = [];
+async function runInPage({ backend, base, runs, outputs, repeat }) {
+  const tf = window.tf;
+  const io = window.bridgeIO;
+  if (tf.getBackend() !== backend) throw new Error(`the page runs '${tf.getBackend()}', not '${backend}'`);
+  const get = async (path) => {
+    const r = await fetch(base + path);
+    if (!r.ok) throw new Error(`GET ${path}: HTTP ${r.status}`);
+    return r;
+  };
+  const model = await tf.loadGraphModel(io.graphModelHandler(tf, async () => (await get('model/model.json')).json(),
+    async (path) => (await get(`model/${path}`)).arrayBuffer()));
+  const nodes = outputs.map((o) => o.node);
+  const done = [];
   try {
-    for (const inp of inputs) {
-      const Typed = TYPED[inp.dtype];
-      if (!Typed) throw new Error(`unsupported input dtype ${inp.dtype} for ${inp.node}`);
-      const data = new Typed(await (await get(`exchange/${inp.file}`)).arrayBuffer());
-      feeds[inp.node] = tf.tensor(data, inp.shape, inp.dtype);
-    }
-    const nodes = outputs.map((o) => o.node);
-    const run = async () => {
-      let got;
+    for (const run of runs) { // every input set on one loaded model; the first run of the first is the cold one
+      const feeds = await io.makeFeeds(tf, run.inputs, async (inp) => (await get(`exchange/${inp.file}`)).arrayBuffer());
+      let out = [];
       try {
-        got = model.execute(feeds, nodes); // synchronous; control flow needs executeAsync
-      } catch (e) {
-        if (!String(e && e.message).includes('executeAsync')) throw e;
-        got = await model.executeAsync(feeds, nodes);
+        const timed = await io.timedRuns(tf, model, feeds, nodes, repeat);
+        out = timed.out;
+        const written = [];
+        for (const [i, t] of out.entries()) {
+          const file = `out_${backend}_${run.id}_${i}.bin`;
+          const r = await fetch(`${base}exchange/${file}`, { method: 'POST', body: await io.outputBytes(t, outputs[i].name) });
+          if (!r.ok) throw new Error(`POST ${file}: HTTP ${r.status}`);
+          written.push({ name: outputs[i].name, dtype: t.dtype, shape: t.shape, file });
+        }
+        done.push({ id: run.id, outputs: written, ms: timed.ms });
+      } finally {
+        tf.dispose(out);
+        tf.dispose(Object.values(feeds));
       }
-      return Array.isArray(got) ? got : [got];
-    };
-    // Each time covers execute() and reading every output back, as in run.mjs; the first is cold.
-    let t0 = performance.now();
-    const out = await run();
-    await Promise.all(out.map((t) => t.data()));
-    ms.push(performance.now() - t0);
-    for (let k = 1; k < (repeat || 1); k++) {
-      t0 = performance.now();
-      const extra = await run();
-      await Promise.all(extra.map((t) => t.data()));
-      ms.push(performance.now() - t0);
-      tf.dispose(extra);
-    }
-    try {
-      for (const [i, t] of out.entries()) {
-        const spec = outputs[i];
-        if (!TYPED[t.dtype]) throw new Error(`output ${spec.name} has dtype ${t.dtype}, which cannot be exchanged`);
-        const data = await t.data();
-        const file = `out_${backend}_${i}.bin`;
-        const r = await fetch(`${base}exchange/${file}`, {
-          method: 'POST', body: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
-        if (!r.ok) throw new Error(`POST ${file}: HTTP ${r.status}`);
-        written.push({ name: spec.name, dtype: t.dtype, shape: t.shape, file });
-      }
-    } finally {
-      tf.dispose(out);
     }
   } finally {
-    tf.dispose(Object.values(feeds));
     model.dispose();
   }
-  return { info, outputs: written, ms };
+  return { runs: done };
 }
 
 // ---------------------------------------------------------------- driver
@@ -258,49 +249,85 @@ function withTimeout(promise, seconds, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-async function runBackend(context, site, backend, req) {
+// A page per backend, opened and its backend initialised before the model exists (prepare).
+async function openBackend(context, site, backend, seconds) {
   const consoleLines = [];
   const note = (line) => { if (consoleLines.length < MAX_CONSOLE_LINES) consoleLines.push(line); };
   const page = await context.newPage();
   page.on('console', (m) => note(`console.${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => note(`page error: ${(e && e.stack) || e}`));
   page.on('crash', () => note('page crashed'));
+  const entry = { page, console: consoleLines, info: null, error: null };
   try {
-    const seconds = req.timeouts_s.backend; // for loading the page and running the model together
-    const deadline = Date.now() + seconds * 1000;
     await page.goto(site.page, { waitUntil: 'load', timeout: seconds * 1000 });
-    const arg = { backend, base: site.base, inputs: req.inputs, outputs: req.outputs, repeat: req.repeat || 1 };
-    const left = Math.max(0, (deadline - Date.now()) / 1000);
-    const done = await withTimeout(page.evaluate(runInPage, arg), left, `the ${backend} run (${seconds} s budget)`);
-    return { ok: true, ...done, console: consoleLines };
+    entry.info = await withTimeout(page.evaluate(initBackend, { backend }), seconds, `starting ${backend}`);
   } catch (e) {
-    return { ok: false, error: message(e), console: consoleLines };
+    entry.error = message(e);
+  }
+  return entry;
+}
+
+async function runBackend(entry, site, backend, req) {
+  try {
+    if (entry.error) throw new Error(entry.error);
+    const seconds = req.timeouts_s.backend; // for loading the model and running every set
+    const arg = { backend, base: site.base, runs: req.runs, outputs: req.outputs, repeat: req.repeat || 1 };
+    const done = await withTimeout(entry.page.evaluate(runInPage, arg), seconds, `the ${backend} run (${seconds} s budget)`);
+    return { ok: true, info: entry.info, ...done, console: entry.console };
+  } catch (e) {
+    return { ok: false, error: message(e), console: entry.console };
   } finally {
-    await withTimeout(page.close(), 10, 'closing the page').catch(() => {}); // a hung page must not hang us
+    await withTimeout(entry.page.close(), 10, 'closing the page').catch(() => {}); // a hung page must not hang us
   }
 }
 
+function readLine(stream) {
+  // The request's path, on stdin once the model exists; '' when stdin closes first (nothing to check).
+  return new Promise((resolve) => {
+    let text = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (c) => {
+      text += c;
+      if (text.includes('\n')) resolve(text.split('\n')[0].trim());
+    });
+    stream.on('end', () => resolve(text.trim()));
+  });
+}
+
 async function main() {
-  const req = JSON.parse(await readFile(process.argv[2], 'utf8'));
-  const { chromium } = createRequire(join(req.js_dir, 'package.json'))('playwright-core');
-  const modelJSON = JSON.parse(await readFile(join(req.model_dir, 'model.json'), 'utf8'));
+  // argv: PREPARE.json {"js_dir", "chromium", "backends", "timeouts_s"}, then the request path on stdin.
+  const prep = JSON.parse(await readFile(process.argv[2], 'utf8'));
+  const { chromium } = createRequire(join(prep.js_dir, 'package.json'))('playwright-core');
   let browser;
   let site;
-  const watchdog = setTimeout(() => {
-    process.stderr.write(`bridge browser runner: no result within ${req.timeouts_s.total} s, giving up\n`);
-    process.exit(3); // playwright kills the browser it launched when the process exits
-  }, req.timeouts_s.total * 1000);
+  let watchdog;
   try {
-    site = await startServer(req, modelJSON);
+    site = await startServer(prep);
     browser = await chromium.launch({
-      executablePath: req.chromium, headless: true, args: CHROMIUM_ARGS,
-      timeout: req.timeouts_s.launch * 1000,
+      executablePath: prep.chromium, headless: true, args: CHROMIUM_ARGS,
+      timeout: prep.timeouts_s.launch * 1000,
     });
     const context = await browser.newContext();
     await context.route('**/*', (route) => // the page talks to our server only
       (route.request().url().startsWith(site.origin + '/') ? route.continue() : route.abort('blockedbyclient')));
+    const pages = {};
+    await Promise.all(prep.backends.map(async (b) => {
+      pages[b] = await openBackend(context, site, b, prep.timeouts_s.backend);
+    }));
+    const requestPath = await readLine(process.stdin);
+    if (!requestPath) return; // the export stopped before the browser check
+    const req = JSON.parse(await readFile(requestPath, 'utf8'));
+    watchdog = setTimeout(() => {
+      process.stderr.write(`bridge browser runner: no result within ${req.timeouts_s.total} s, giving up\n`);
+      process.exit(3); // playwright kills the browser it launched when the process exits
+    }, req.timeouts_s.total * 1000);
+    addModelFiles(site.files, req, JSON.parse(await readFile(join(req.model_dir, 'model.json'), 'utf8')));
+    site.workDir = req.work_dir;
     const backends = {};
-    for (const backend of req.backends) backends[backend] = await runBackend(context, site, backend, req);
+    for (const backend of req.backends) {
+      pages[backend] ||= await openBackend(context, site, backend, req.timeouts_s.backend);
+      backends[backend] = await runBackend(pages[backend], site, backend, req);
+    }
     const result = { browser: browser.version(), backends };
     await writeFile(join(req.work_dir, 'result.json'), JSON.stringify(result, null, 1));
   } finally {

@@ -5,10 +5,8 @@
 // - `loadGraphModel('file://...')` does not work without tfjs-node (and
 //   tfjs-node cannot be installed here), so a small IOHandler reads model.json
 //   and its weight shards from disk, in manifest order.
-// - The model.json `signature` is dropped before loading. Its keys are the
-//   converter's guesses (it falls back to, or swaps, names when shapes
-//   coincide), and tfjs would remap our names through it. We feed and fetch by
-//   graph node name only, using the map bridge wrote into userDefinedMetadata.
+// - Loading, feeding, executing and timing are tfjs_io.mjs's, shared with the
+//   browser runner's page (the model.json `signature` is dropped there).
 // - tfjs is loaded through `require` from the package directory given in the
 //   request, so one copy of tfjs-core serves both backends.
 // - One process serves a whole batch: tfjs and the wasm binary load once, and
@@ -31,9 +29,9 @@
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { graphModelHandler, makeFeeds, outputBytes, timedRuns } from './tfjs_io.mjs';
 
 let tf; // loaded in main() from the request's package directory
-const TYPED = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
 
 function exactArrayBuffer(buf) {
   // A Node Buffer may be a view into a larger pool; copy out exactly its bytes.
@@ -41,84 +39,25 @@ function exactArrayBuffer(buf) {
 }
 
 function diskHandler(modelDir) {
-  return {
-    load: async () => {
-      const modelJSON = JSON.parse(await readFile(join(modelDir, 'model.json'), 'utf8'));
-      delete modelJSON.signature; // see the header: names go by node only
-      return tf.io.getModelArtifactsForJSON(modelJSON, async (manifest) => {
-        const specs = [];
-        const buffers = [];
-        for (const group of manifest) {
-          for (const path of group.paths) {
-            buffers.push(exactArrayBuffer(await readFile(join(modelDir, path))));
-          }
-          specs.push(...group.weights);
-        }
-        return [specs, buffers];
-      });
-    },
-  };
+  return graphModelHandler(tf, async () => JSON.parse(await readFile(join(modelDir, 'model.json'), 'utf8')),
+    async (path) => exactArrayBuffer(await readFile(join(modelDir, path))));
 }
 
-async function readInputs(workDir, inputs) {
-  const feeds = {};
-  for (const inp of inputs) {
-    const Typed = TYPED[inp.dtype];
-    if (!Typed) throw new Error(`unsupported input dtype ${inp.dtype} for ${inp.node}`);
-    const data = new Typed(exactArrayBuffer(await readFile(join(workDir, inp.file))));
-    feeds[inp.node] = tf.tensor(data, inp.shape, inp.dtype);
-  }
-  return feeds;
-}
-
-async function execute(model, feeds, outputNodes) {
-  // execute() is synchronous and quiet; graphs with control flow or dynamic
-  // shapes refuse it and need executeAsync().
-  try {
-    return model.execute(feeds, outputNodes);
-  } catch (e) {
-    if (!String(e && e.message).includes('executeAsync')) throw e;
-    return model.executeAsync(feeds, outputNodes);
-  }
-}
-
-async function timedRuns(model, feeds, nodes, repeat, ms) {
-  // The first run includes kernel set-up (wasm compiles, webgl shaders); later runs are warm.
-  // Each time covers execute() and reading every output back (data()), as a page would.
-  for (let k = 1; k < repeat; k++) {
-    const t0 = performance.now();
-    let extra = await execute(model, feeds, nodes);
-    extra = Array.isArray(extra) ? extra : [extra];
-    await Promise.all(extra.map((t) => t.data()));
-    ms.push(performance.now() - t0);
-    tf.dispose(extra);
-  }
-}
-
-async function runOnce(model, req, spec, run, backend, ms) {
-  const feeds = await readInputs(req.work_dir, run.inputs);
+async function runOnce(model, req, spec, run, backend) {
+  const feeds = await makeFeeds(tf, run.inputs, async (inp) => exactArrayBuffer(await readFile(join(req.work_dir, inp.file))));
   let out = [];
   try {
     const nodes = spec.outputs.map((o) => o.node);
-    const t0 = performance.now();
-    out = await execute(model, feeds, nodes);
-    if (!Array.isArray(out)) out = [out];
-    await Promise.all(out.map((t) => t.data()));
-    ms.push(performance.now() - t0);
-    await timedRuns(model, feeds, nodes, run.repeat || 1, ms);
+    const timed = await timedRuns(tf, model, feeds, nodes, run.repeat || 1);
+    out = timed.out;
     const written = [];
     for (const [i, t] of out.entries()) {
       const name = spec.outputs[i].name;
-      if (!TYPED[t.dtype]) throw new Error(`output ${name} has dtype ${t.dtype}, which cannot be exchanged`);
-      // tfjs-cpu may hand back a cast output's old buffer (an Int32Array for a float32 tensor):
-      // convert it to the tensor's own dtype before writing its bytes
-      const raw = await t.data();
-      const data = raw instanceof TYPED[t.dtype] ? raw : TYPED[t.dtype].from(raw);
       const file = `out_${run.id}_${backend}_${i}.bin`;
-      await writeFile(join(req.work_dir, file), new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      await writeFile(join(req.work_dir, file), await outputBytes(t, name));
       written.push({ name, dtype: t.dtype, shape: t.shape, file });
     }
-    return written;
+    return { outputs: written, ms: timed.ms };
   } finally {
     tf.dispose(out);
     tf.dispose(Object.values(feeds));
@@ -143,9 +82,7 @@ async function runModel(spec, req, backend, report) {
   try {
     for (const run of spec.runs) {
       try {
-        const ms = [];
-        const outputs = await runOnce(model, req, spec, run, backend, ms);
-        await report(run, backend, { ok: true, outputs, ms });
+        await report(run, backend, { ok: true, ...(await runOnce(model, req, spec, run, backend)) });
       } catch (e) {
         await report(run, backend, failure(e));
       }

@@ -1,0 +1,81 @@
+// The one copy of how bridge loads, feeds and times a tfjs graph model. run.mjs (Node) imports it;
+// browser.mjs serves it to its page, which imports it as an ES module. It uses only the `tf` it is
+// given and the byte readers it is handed, so the same code runs in both places.
+//
+// - The model.json `signature` is dropped before loading: its keys are the converter's guesses (it
+//   falls back to, or swaps, names when shapes coincide), and tfjs would remap our names through it.
+//   We feed and fetch by graph node name only, through the maps bridge wrote into
+//   userDefinedMetadata.
+// - execute() is synchronous and quiet; graphs with control flow or dynamic shapes refuse it and
+//   need executeAsync().
+// - Each timed execution covers execute() and reading every output back (data()), as a page would;
+//   the first of a model on a backend includes kernel set-up (wasm compiles, webgl shaders).
+
+export const TYPED = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
+
+// An IOHandler: readJSON() gives model.json, readBytes(path) one shard's ArrayBuffer (manifest order).
+export function graphModelHandler(tf, readJSON, readBytes) {
+  return {
+    load: async () => {
+      const modelJSON = await readJSON();
+      delete modelJSON.signature;
+      return tf.io.getModelArtifactsForJSON(modelJSON, async (manifest) => {
+        const specs = [];
+        const buffers = [];
+        for (const group of manifest) {
+          for (const path of group.paths) buffers.push(await readBytes(path));
+          specs.push(...group.weights);
+        }
+        return [specs, buffers];
+      });
+    },
+  };
+}
+
+// {node: tf.Tensor} from [{node, dtype, shape, ...}] and readBytes(spec) -> ArrayBuffer.
+export async function makeFeeds(tf, inputs, readBytes) {
+  const feeds = {};
+  for (const inp of inputs) {
+    const Typed = TYPED[inp.dtype];
+    if (!Typed) throw new Error(`unsupported input dtype ${inp.dtype} for ${inp.node}`);
+    feeds[inp.node] = tf.tensor(new Typed(await readBytes(inp)), inp.shape, inp.dtype);
+  }
+  return feeds;
+}
+
+export async function execute(model, feeds, nodes) {
+  let got;
+  try {
+    got = model.execute(feeds, nodes);
+  } catch (e) {
+    if (!String(e && e.message).includes('executeAsync')) throw e;
+    got = await model.executeAsync(feeds, nodes);
+  }
+  return Array.isArray(got) ? got : [got];
+}
+
+// Runs the model `repeat` (>= 1) times on feeds; returns {out: the first run's tensors, ms: [per run]}.
+export async function timedRuns(tf, model, feeds, nodes, repeat) {
+  let t0 = performance.now();
+  const out = await execute(model, feeds, nodes);
+  await Promise.all(out.map((t) => t.data()));
+  const ms = [performance.now() - t0];
+  for (let k = 1; k < (repeat || 1); k++) {
+    t0 = performance.now();
+    const extra = await execute(model, feeds, nodes);
+    await Promise.all(extra.map((t) => t.data()));
+    ms.push(performance.now() - t0);
+    tf.dispose(extra);
+  }
+  return { out, ms };
+}
+
+// The bytes of one output tensor in its own dtype (tfjs-cpu may hand back a cast output's old
+// buffer, an Int32Array for a float32 tensor), as a Uint8Array view to write or POST.
+export async function outputBytes(t, name) {
+  const Typed = TYPED[t.dtype];
+  if (!Typed) throw new Error(`output ${name} has dtype ${t.dtype}, which cannot be exchanged`);
+  const raw = await t.data();
+  const data = raw instanceof Typed ? raw : Typed.from(raw);
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
