@@ -409,10 +409,11 @@ def test_export_stores_samples_processing_and_latency(exports):
         assert set(report["latency"]) == node | browser_runs
         for runtime, v in report["latency"].items():
             assert v["first_ms"] > 0 and v["n_sets"] >= 1, (runtime, v)
-            if runtime in node:  # one cold run per input set, in a fresh Node process each
-                assert v["where"] == "node" and v["n_warm"] == 0 and v["warm_ms"] is None
-            else:  # LATENCY_RUNS executions per set: one cold, the rest warm
-                assert v["where"] == "chromium" and v["n_warm"] == (LATENCY_RUNS - 1) * v["n_sets"]
+            # one model load per backend: the first execution of the first set is the cold one
+            if runtime in node:  # one execution per set in Node
+                assert v["where"] == "node" and v["n_warm"] == v["n_sets"] - 1
+            else:  # the browser repeats the first set (LATENCY_RUNS executions, within the warm budget)
+                assert v["where"] == "chromium" and 1 <= v["n_warm"] <= LATENCY_RUNS - 1 + v["n_sets"] - 1
                 assert v["warm_ms"] > 0
         if name == "rgb_net":
             assert meta["preprocess"]["std"] == [0.229, 0.224, 0.225]

@@ -47,7 +47,8 @@ RUN_TIMEOUT_S = 600
 _KILL_GRACE_S = 30  # how long after RUN_TIMEOUT_S this side stops waiting for Node
 _CONSOLE_LINES_IN_MESSAGE = 8
 _PLAYWRIGHT_FILE = "node_modules/playwright-core/package.json"
-LATENCY_RUNS = 5  # executions per input set when bridge convert measures browser latency (1 cold + 4 warm)
+LATENCY_RUNS = 5  # executions of the first input set when bridge convert measures browser latency (1 cold + 4 warm)
+WARM_BUDGET_MS = 2000  # warm runs stop once they took this long together (big models on SwiftShader)
 
 
 class BrowserOutputs(dict):
@@ -112,8 +113,9 @@ def run_browser(model_dir: Path, inputs: dict[str, np.ndarray],
     Inputs are keyed by signature input name, as for ``run_tfjs``: float32,
     int32 and bool go as they are, int64 is cast to int32 after a range check.
     Raises ExportError, with the page's error and console, if a backend fails.
-    ``repeat`` executes the model that many times per backend (outputs are from the
-    first; ``.ms`` has every time). The batch of one of ``run_browser_many``.
+    ``repeat`` executes the model up to that many times per backend (outputs are from the
+    first; ``.ms`` has every time; warm runs stop after WARM_BUDGET_MS). The batch of one of
+    ``run_browser_many``, where only the first set repeats.
     """
     return run_browser_many(model_dir, [inputs], backends, repeat)[0]
 
@@ -143,7 +145,7 @@ def run_browser_many(model_dir: Path, input_sets: list[dict[str, np.ndarray]],
             work = Path(tmp)
             request = {
                 "js_dir": str(js_dir().resolve()), "model_dir": str(model_dir), "work_dir": str(work),
-                "backends": list(backends), "repeat": max(1, int(repeat)),
+                "backends": list(backends), "repeat": max(1, int(repeat)), "warm_budget_ms": WARM_BUDGET_MS,
                 "timeouts_s": {"backend": BACKEND_TIMEOUT_S, "total": RUN_TIMEOUT_S},
                 "runs": [{"id": i, "inputs": write_inputs(work, inputs, bridge["input_nodes"], nodes, prefix=f"r{i}_")}
                          for i, inputs in enumerate(input_sets)],

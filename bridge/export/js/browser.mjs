@@ -31,7 +31,8 @@
 // PREPARE: {"js_dir", "chromium", "backends": [..], "timeouts_s": {"launch", "backend"}}
 // REQUEST: {"js_dir", "model_dir", "work_dir", "backends": [..], "outputs": [{"name", "node"}],
 //           "runs": [{"id", "inputs": [{"node", "dtype", "shape", "file"}]}], "chromium": path,
-//           "repeat": N (executions per input set, default 1), "timeouts_s": {"launch", "backend", "total"}}
+//           "repeat": N (executions of the first input set, default 1; the others run once),
+//           "warm_budget_ms": warm runs stop once they took this long together, "timeouts_s": {"backend", "total"}}
 // Input and output files are raw little-endian arrays (float32, int32, bool as
 // uint8) relative to work_dir. The runner writes work_dir/result.json:
 //   {"browser": "156.0...", "backends": {"webgl": {"ok": true, "info": {..},
@@ -195,7 +196,7 @@ async function initBackend({ backend }) {
   return info;
 }
 
-async function runInPage({ backend, base, runs, outputs, repeat }) {
+async function runInPage({ backend, base, runs, outputs, repeat, warmBudgetMs }) {
   const tf = window.tf;
   const io = window.bridgeIO;
   if (tf.getBackend() !== backend) throw new Error(`the page runs '${tf.getBackend()}', not '${backend}'`);
@@ -213,7 +214,8 @@ async function runInPage({ backend, base, runs, outputs, repeat }) {
       const feeds = await io.makeFeeds(tf, run.inputs, async (inp) => (await get(`exchange/${inp.file}`)).arrayBuffer());
       let out = [];
       try {
-        const timed = await io.timedRuns(tf, model, feeds, nodes, repeat);
+        // latency from the first set (its first run is the cold one); the other sets run once
+        const timed = await io.timedRuns(tf, model, feeds, nodes, done.length ? 1 : repeat, warmBudgetMs);
         out = timed.out;
         const written = [];
         for (const [i, t] of out.entries()) {
@@ -271,7 +273,8 @@ async function runBackend(entry, site, backend, req) {
   try {
     if (entry.error) throw new Error(entry.error);
     const seconds = req.timeouts_s.backend; // for loading the model and running every set
-    const arg = { backend, base: site.base, runs: req.runs, outputs: req.outputs, repeat: req.repeat || 1 };
+    const arg = { backend, base: site.base, runs: req.runs, outputs: req.outputs, repeat: req.repeat || 1,
+      warmBudgetMs: req.warm_budget_ms || 1e12 };
     const done = await withTimeout(entry.page.evaluate(runInPage, arg), seconds, `the ${backend} run (${seconds} s budget)`);
     return { ok: true, info: entry.info, ...done, console: entry.console };
   } catch (e) {

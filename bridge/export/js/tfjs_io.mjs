@@ -54,13 +54,15 @@ export async function execute(model, feeds, nodes) {
   return Array.isArray(got) ? got : [got];
 }
 
-// Runs the model `repeat` (>= 1) times on feeds; returns {out: the first run's tensors, ms: [per run]}.
-export async function timedRuns(tf, model, feeds, nodes, repeat) {
+// Runs the model `repeat` (>= 1) times on feeds, the warm runs only while they have taken less than
+// `budgetMs` together (a big model on a software GPU would spend minutes on latency alone);
+// returns {out: the first run's tensors, ms: [per run]}.
+export async function timedRuns(tf, model, feeds, nodes, repeat, budgetMs = Infinity) {
   let t0 = performance.now();
   const out = await execute(model, feeds, nodes);
   await Promise.all(out.map((t) => t.data()));
   const ms = [performance.now() - t0];
-  for (let k = 1; k < (repeat || 1); k++) {
+  for (let k = 1; k < (repeat || 1) && ms.slice(1).reduce((a, b) => a + b, 0) < budgetMs; k++) {
     t0 = performance.now();
     const extra = await execute(model, feeds, nodes);
     await Promise.all(extra.map((t) => t.data()));
