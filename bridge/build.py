@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from . import progress
 from .errors import BridgeError, KeyMismatchError, KeyProblems
 
 
@@ -58,24 +59,38 @@ def load_weights(model, bindings, state_dict: dict[str, np.ndarray], trainable=N
     tf.Variable's flag is fixed at creation, so a variable whose name or flag differs is replaced, at
     the same attribute, by one with the right name, flag and value; one that already fits is assigned.
     """
-    for b in bindings:
-        var = resolve(model, b.access)
-        value = b.transform(*(state_dict[k] for k in b.keys))
-        if tuple(var.shape) != value.shape:
-            raise BridgeError(
-                f"weight {b.key}: transform {b.transform.name} ({b.transform.shape_change}) gave shape "
-                f"{list(value.shape)}, but the TF variable has shape {var.shape.as_list()}"
-            )
-        value = value.astype(var.dtype.as_numpy_dtype)
-        if trainable is None:
-            var.assign(value)
-            continue
-        flag = var.dtype.is_floating and any(k in trainable for k in b.keys)
-        name = variable_name(b.keys)
-        if var.trainable == flag and var.name == f"{name}:0":
-            var.assign(value)
-        else:
-            _replace(model, b.access, tf_variable(value, name, flag))
+    with progress.task("weights into TF variables", sum(_nbytes(state_dict, b.keys) for b in bindings), "B") as advance:
+        for b in bindings:
+            _load_one(model, b, state_dict, trainable)
+            advance(_nbytes(state_dict, b.keys))
+
+
+def _nbytes(state_dict, keys) -> int:
+    return sum(int(getattr(state_dict[k], "nbytes", 0)) for k in keys)
+
+
+def _load_one(model, b, state_dict, trainable) -> None:
+    """One binding: its transform of its torch arrays into its TF variable (see load_weights)."""
+    var = resolve(model, b.access)
+    value = b.transform(*(state_dict[k] for k in b.keys))
+    if tuple(var.shape) != value.shape:
+        raise BridgeError(
+            f"weight {b.key}: transform {b.transform.name} ({b.transform.shape_change}) gave shape "
+            f"{list(value.shape)}, but the TF variable has shape {var.shape.as_list()}"
+        )
+    value = value.astype(var.dtype.as_numpy_dtype, copy=False)
+    if trainable is None:
+        var.assign(value)
+        return
+    flag = var.dtype.is_floating and any(k in trainable for k in b.keys)
+    name = variable_name(b.keys)
+    if var.trainable == flag and var.name == f"{name}:0":
+        var.assign(value)
+    else:  # the zero variable goes before its replacement is made: one weight's size at a time, not two models
+        _replace(model, b.access, None)
+        del var
+        _replace(model, b.access, tf_variable(value, name, flag))
+    del value
 
 
 def variable_name(keys) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import pickle
 import pickletools
 import re
@@ -224,6 +225,44 @@ def _fail(path: Path, problem: str, fix: str, fmt: str | None = None) -> Checkpo
     return CheckpointError(f"{path}: {problem} {fix}", details=details)
 
 
+# --------------------------------------------------------------------------- paging mapped weights out
+
+
+MADV_PAGEOUT = 21  # linux >= 5.4; Python's mmap module does not name it
+
+
+def page_out(tensors) -> int:
+    """Ask the kernel to reclaim the resident pages of these tensors' storages now; returns the bytes asked.
+
+    For a checkpoint read by ``load_checkpoint`` (a private map of the file, see ``_map_safetensors`` and the
+    ``mmap=True`` torch load) the pages are the file's: they leave this process's RSS and come back from the
+    file when torch next reads them. ``MADV_PAGEOUT`` never loses data: a page that was written (an anonymous
+    copy) needs swap to be reclaimed and otherwise stays, and memory that was never a map of a file is left
+    as it is. Does nothing (returns 0) where the call is not available.
+    """
+    import ctypes
+    import mmap
+
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return 0
+    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    page, seen, asked = mmap.PAGESIZE, set(), 0
+    for t in tensors:
+        if not isinstance(t, torch.Tensor) or t.device.type != "cpu":
+            continue
+        storage = t.untyped_storage()
+        start, size = storage.data_ptr(), storage.nbytes()
+        if not size or start in seen:
+            continue
+        seen.add(start)
+        begin, end = -(-start // page) * page, (start + size) // page * page  # whole pages inside the storage
+        if end > begin and madvise(begin, end - begin, MADV_PAGEOUT) == 0:
+            asked += end - begin
+    return asked
+
+
 # --------------------------------------------------------------------------- format sniffing
 
 
@@ -306,14 +345,80 @@ def _as_text(head: bytes) -> str | None:
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The file's tensors, memory-mapped (no copy: see ``_map_safetensors``), else read by the library."""
     import safetensors
     import safetensors.torch
 
-    try:
+    mapped = _map_safetensors(path)
+    if mapped is not None:
+        return mapped
+    try:  # the library's reader, for its error messages on a file the mapping did not accept
         return safetensors.torch.load_file(str(path), device="cpu")
     except safetensors.SafetensorError as e:
         raise _fail(path, f"is a corrupt safetensors file ({e}).", "Download or save it again.",
                     "safetensors") from e
+
+
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                       "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _map_safetensors(path: Path) -> dict[str, torch.Tensor] | None:
+    """Tensors that are views of a private (copy-on-write) map of the file: nothing is read into memory until
+    it is used, and pages stay the page cache's (file-backed) until written. None when the header does not
+    describe the file exactly (then the safetensors library reads it and names the problem).
+
+    The format is 8 bytes of header length n, n bytes of JSON ``{key: {"dtype", "shape", "data_offsets":
+    [begin, end]}}`` (offsets into the data after the header; ``__metadata__`` holds strings), then the data.
+    A tensor whose bytes are misaligned for its dtype is copied out instead of viewed.
+    """
+    import json
+    import mmap
+
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+            size = path.stat().st_size
+            if not isinstance(header, dict) or size <= 8 + n:
+                return None
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError):
+        return None
+    start, out, spans = 8 + n, {}, []
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+            shape = [int(d) for d in info["shape"]]
+            begin, end = (int(x) for x in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        numel = 1
+        for d in shape:
+            numel *= d
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        if _bad_span(begin, end, numel * itemsize, size - start):
+            return None
+        spans.append((begin, end))
+        if numel == 0:
+            out[key] = torch.empty(shape, dtype=dtype)
+            continue
+        flat = torch.frombuffer(mapped, dtype=torch.uint8, count=end - begin, offset=start + begin)
+        if (start + begin) % itemsize:
+            flat = flat.clone()  # views must be aligned for their dtype
+        out[key] = flat.view(dtype).reshape(shape)
+    spans.sort()
+    if any(b < a_end for (_, a_end), (b, _) in itertools.pairwise(spans)):
+        return None  # overlapping tensors: not a file safetensors writes
+    return out
+
+
+def _bad_span(begin: int, end: int, nbytes: int, data_size: int) -> bool:
+    """A header entry whose offsets do not hold exactly its tensor inside the data."""
+    return begin < 0 or end < begin or end - begin != nbytes or end > data_size
 
 
 def _read_torch(path: Path, fmt: str) -> Any:
@@ -324,7 +429,10 @@ def _read_torch(path: Path, fmt: str) -> Any:
             # torch warns about pickle protocols other than 2 before refusing them; the refusal
             # is what we report.
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            # A file object, not the path: torch.load routes paths ending in .safetensors by suffix.
+            if fmt == "torch-zip" and not path.name.endswith(".safetensors"):
+                # mapped, not read: storages are views of a private map of the file (torch needs the path;
+                # torch.load routes a path ending in .safetensors by its suffix, hence the file object there)
+                return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
             return torch.load(f, map_location="cpu", weights_only=True)
     except MemoryError:
         raise

@@ -236,7 +236,7 @@ def _import_tensorflow_quietly() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")  # --debug shows TF's native logs
     # before TF is imported: no oneDNN-only fused ops, so the tfjs converter can run in this process
     # (bridge.export.tfjs.in_process_problem) instead of a second Python that imports TF again
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")

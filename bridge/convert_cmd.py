@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from pathlib import Path
 
 import torch
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from . import progress as bridge_progress
 from .api import Options, convert
 from .build import check_fits
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, page_out
 from .errors import BadInputError, ParityError
 from .export.quantize import parse as parse_quantize
 from .export.save import SaveOptions, recover
@@ -45,7 +48,8 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
             status.update(f"reading {t.weights}")
             ckpt = load_checkpoint(t.weights, allow_nonfinite=allow_nonfinite)
             check_fits(module, ckpt.state_dict)
-            module.load_state_dict(ckpt.state_dict, strict=True)
+            # assign: the module takes the checkpoint's tensors (memory-mapped) instead of copying them
+            module.load_state_dict(ckpt.state_dict, strict=True, assign=True)
             notes = ckpt.notes()
         else:
             notes = ["no --weights: the module's freshly initialized weights were converted"]
@@ -68,7 +72,7 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
                                                         onnx=onnx, onnx_strict=onnx_strict,
                                                         processing=processing, quantize=quantize,
                                                         check_gradients=check_gradients),
-                               progress=status.update)
+                               progress=_paging(status.update, ckpt))
         except ParityError as exc:  # CI still wants the reports that say where it diverged
             if exc.report is not None:
                 write_reports({"parity": exc.report.to_dict()}, reports or {})
@@ -76,6 +80,20 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
     _summary(console, report, out)
     write_reports(report, reports or {})
     return report
+
+
+def _paging(update, ckpt):
+    """Each save step starts with the checkpoint's mapped pages handed back to the file (checkpoint.page_out):
+    torch's weights then cost RSS only in the steps that run torch, which read them back from the file."""
+    if ckpt is None:
+        return update
+    tensors = list(ckpt.state_dict.values())
+
+    def step(text: str) -> None:
+        page_out(tensors)
+        update(text)
+
+    return step
 
 
 def write_reports(report: dict, paths: dict) -> None:
@@ -90,7 +108,11 @@ def write_reports(report: dict, paths: dict) -> None:
 
 
 class _Steps:
-    """A rich progress bar over the named steps of a conversion; ``update(text)`` starts the next one."""
+    """A rich progress bar over the named steps of a conversion; ``update(text)`` starts the next one.
+
+    It is also the reporter of ``bridge.progress``: the long parts of a step (weights into TF, tfjs
+    shards, the runners' input sets) get their own bar below it while they run.
+    """
 
     def __init__(self, progress, task):
         self.progress, self.task, self.started = progress, task, False
@@ -99,14 +121,34 @@ class _Steps:
         self.progress.update(self.task, advance=1 if self.started else 0, description=text)
         self.started = True
 
+    def start(self, description: str, total: float, unit: str):
+        """A sub-bar, drawn once it has run for a second (short tasks would only flicker)."""
+        sub = self.progress.add_task(f"  {description}", total=total, unit=unit, visible=False)
+        t0 = time.monotonic()
+
+        def advance(amount=1):
+            self.progress.update(sub, advance=amount, visible=time.monotonic() - t0 > 1.0)
+
+        return advance, lambda: self.progress.remove_task(sub)
+
+
+class _Amount(ProgressColumn):
+    """done/total: steps as counts, byte tasks in MB."""
+
+    def render(self, task) -> Text:
+        if task.fields.get("unit") == "B":
+            return Text(f"{task.completed / 2**20:,.0f}/{task.total / 2**20:,.0f} MB")
+        return Text(f"{task.completed:g}/{task.total:g}")
+
 
 @contextlib.contextmanager
 def _steps(console, total: int):
-    columns = (SpinnerColumn(), TextColumn("{task.description:<44}"), BarColumn(),
-               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    columns = (SpinnerColumn(), TextColumn("{task.description:<44}"), BarColumn(), _Amount(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("loading", total=total)
-        yield _Steps(progress, task)
+        steps = _Steps(progress, task)
+        with bridge_progress.active(steps):
+            yield steps
         progress.update(task, completed=total)
 
 

@@ -161,20 +161,19 @@ class SavedModelRunner(Runner):
         self.saved_dir = Path(saved_dir)
 
     def run(self, feed_sets: list[dict]) -> dict[str, list[Run]]:
-        import tensorflow as tf
+        from . import savedmodel
 
-        fn = tf.saved_model.load(str(self.saved_dir)).signatures["serving_default"]
-        runs = []
-        for feeds in feed_sets:
-            out = fn(**{k: tf.constant(v) for k, v in feeds.items()})
-            runs.append(Run({k: v.numpy() for k, v in out.items()}))
-        return {"savedmodel": runs}
+        return {"savedmodel": [Run(out) for out in savedmodel.run_savedmodel_many(self.saved_dir, feed_sets)]}
 
 
 class NodeTfjsRunner(Runner):
-    """tfjs in Node, one process for every set and backend (``tfjs.run_many_tfjs``)."""
+    """tfjs in Node (``tfjs.run_many_tfjs``): one Node process per backend, each loading the model once
+    and running every set. The processes run side by side for small models; from PARALLEL_MAX_BYTES of
+    weights one after the other, so that only one backend's copy of the weights (wasm keeps it in its
+    heap) exists at a time."""
 
     what = "the tfjs model"
+    PARALLEL_MAX_BYTES = 256 * 2**20
 
     def __init__(self, model_dir: Path, backends: tuple[str, ...], repeat: int = 1, prefix: str = "tfjs-",
                  work_root: Path | None = None):
@@ -188,30 +187,38 @@ class NodeTfjsRunner(Runner):
         return tfjs.node_status()
 
     def run(self, feed_sets: list[dict]) -> dict[str, list[Run]]:
+        from concurrent.futures import ThreadPoolExecutor
+
         from . import tfjs
 
         runs: dict[str, list] = {n: [None] * len(feed_sets) for n in self.names}
-        groups: dict[tuple, list[int]] = {}  # the backends a set can run on -> the sets (wasm has no zero-size)
-        for i, feeds in enumerate(feed_sets):
-            ok = tuple(b for b in self.backends if tfjs.zero_size_problem(feeds, b) is None)
-            groups.setdefault(ok, []).append(i)
-            for b in self.backends:
-                if b not in ok:
-                    runs[self.prefix + b][i] = Run(skipped=tfjs.zero_size_problem(feeds, b))
+        jobs = []  # (backend, the sets it can run: wasm has no zero-size tensors)
+        for b in self.backends:
+            ok = []
+            for i, feeds in enumerate(feed_sets):
+                why = tfjs.zero_size_problem(feeds, b)
+                if why is None:
+                    ok.append(i)
+                else:
+                    runs[self.prefix + b][i] = Run(skipped=why)
+            if ok:
+                jobs.append((b, ok))
+        weights = sum(p.stat().st_size for p in self.model_dir.glob("*.bin"))
+        workers = len(jobs) if weights < self.PARALLEL_MAX_BYTES else 1
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            done = list(pool.map(lambda job: tfjs.run_many_tfjs(
+                [(self.model_dir, feed_sets[i]) for i in job[1]], (job[0],), repeat=self.repeat,
+                work_root=self.work_root), jobs))
         failed = {}
-        for backends, sets in groups.items():
-            if not backends:
-                continue
-            results = tfjs.run_many_tfjs([(self.model_dir, feed_sets[i]) for i in sets], backends, repeat=self.repeat,
-                                         work_root=self.work_root)
+        for (b, sets), results in zip(jobs, done):
             for i, result in zip(sets, results):
                 if isinstance(result, ExportError):
                     raise result
-                for b, got in result.items():
-                    if isinstance(got, ExportError):
-                        failed.setdefault(b, got)
-                    else:
-                        runs[self.prefix + b][i] = Run(dict(got), list(got.ms))
+                got = result[b]
+                if isinstance(got, ExportError):
+                    failed.setdefault(b, got)
+                else:
+                    runs[self.prefix + b][i] = Run(dict(got), list(got.ms))
         if failed:
             raise tfjs.backend_failures(failed)
         return runs

@@ -62,10 +62,27 @@ def save_savedmodel(port, out_dir: Path) -> None:
 
 def run_savedmodel(saved_dir: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Load the written SavedModel and run its signature: parity on the artifact itself."""
+    return run_savedmodel_many(saved_dir, [feeds])[0]
+
+
+def run_savedmodel_many(saved_dir: Path, feeds_list: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """The SavedModel loaded once and run on every feed set; its variables (a copy of the weights) are
+    released before this returns: the loaded objects hold reference cycles, so they are collected here
+    instead of whenever Python's collector next runs."""
+    import gc
+
     loaded = tf.saved_model.load(str(saved_dir))
-    fn = loaded.signatures["serving_default"]
-    out = fn(**{k: tf.constant(v) for k, v in feeds.items()})
-    return {k: v.numpy() for k, v in out.items()}
+    try:
+        fn = loaded.signatures["serving_default"]
+        results = []
+        for feeds in feeds_list:
+            out = fn(**{k: tf.constant(v) for k, v in feeds.items()})
+            results.append({k: v.numpy() for k, v in out.items()})
+        return results
+    finally:
+        del loaded
+        fn = None
+        gc.collect()
 
 
 def feeds_for(port, inputs: tuple) -> dict[str, np.ndarray]:

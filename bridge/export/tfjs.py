@@ -72,7 +72,8 @@ _UNSUPPORTED_RE = re.compile(r"Unsupported Ops in the model (before|after) optim
 
 
 def convert_to_tfjs(saved_model_dir: Path, out_dir: Path, *, metadata: dict,
-                    signature: str = "serving_default", quantization: dict | None = None) -> dict:
+                    signature: str = "serving_default", quantization: dict | None = None,
+                    stream: bool | None = None) -> dict:
     """Convert the SavedModel's signature to a tfjs graph model in out_dir (model.json + shards).
 
     ``metadata`` goes into model.json's userDefinedMetadata under "bridge", with
@@ -80,7 +81,18 @@ def convert_to_tfjs(saved_model_dir: Path, out_dir: Path, *, metadata: dict,
     ``quantization``: a ``quantize.converter_request`` (which weights go float16/uint8), or None.
     Returns {"op_counts", "transpose_count", "weights_bytes"} (+ "quantization": ``quantize.summarize``).
     Raises ExportError (BadInputError for a quantization pattern that selects no weight).
+    ``stream``: use the streamed writer (tfjs_stream.py: no frozen graph, one weight in memory at a time);
+    None decides by the SavedModel's size (tfjs_stream.wanted), falling back here when it cannot stream.
     """
+    from . import tfjs_stream
+
+    if tfjs_stream.wanted(saved_model_dir, stream, quantization):
+        try:
+            return tfjs_stream.convert_to_tfjs_streamed(saved_model_dir, out_dir, metadata=metadata,
+                                                        signature=signature)
+        except tfjs_stream.NotStreamable:
+            if stream:
+                raise
     result = convert_many_to_tfjs([(saved_model_dir, out_dir, metadata, quantization)], signature=signature)[0]
     if isinstance(result, BridgeError):
         raise result
@@ -322,6 +334,11 @@ def _quiet_fds():
             os.close(fd)
 
 
+def quiet():
+    """The converter's own output (prints, grappler's session logs) off the terminal, unless BRIDGE_DEBUG."""
+    return contextlib.nullcontext() if os.environ.get("BRIDGE_DEBUG") else _quiet_fds()
+
+
 def _convert_job(tfjs_conv, import_error: str | None, job: dict) -> dict:
     """Convert one job; {"ok": True, ...} or {"ok": False, "error": text}. Runs in the worker or in-process."""
     try:
@@ -336,7 +353,7 @@ def _convert_job(tfjs_conv, import_error: str | None, job: dict) -> dict:
             dtype_map, attribution = quantize.converter_map(job["saved_model_dir"], job["signature"],
                                                             job["quantization"])
             result["quantization"] = {"attribution": attribution}
-        with _quiet_fds() if not os.environ.get("BRIDGE_DEBUG") else contextlib.nullcontext(), _shard_fault():
+        with quiet(), _shard_fault():
             tfjs_conv.convert_tf_saved_model(job["saved_model_dir"], job["out_dir"],
                                              signature_def=job["signature"], metadata=metadata,
                                              quantization_dtype_map=dtype_map)

@@ -13,21 +13,32 @@
 
 export const TYPED = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
 
-// An IOHandler: readJSON() gives model.json, readBytes(path) one shard's ArrayBuffer (manifest order).
+// An IOHandler: readJSON() gives model.json, readBytes(path) one shard's ArrayBuffer. The shards are
+// handed to tfjs as a stream (getWeightStream), so the model loads one shard at a time and no
+// whole-model buffer exists beside the weights themselves (a 1.4 GB model would otherwise hold ~3x).
 export function graphModelHandler(tf, readJSON, readBytes) {
   return {
     load: async () => {
       const modelJSON = await readJSON();
       delete modelJSON.signature;
-      return tf.io.getModelArtifactsForJSON(modelJSON, async (manifest) => {
-        const specs = [];
-        const buffers = [];
-        for (const group of manifest) {
-          for (const path of group.paths) buffers.push(await readBytes(path));
-          specs.push(...group.weights);
-        }
-        return [specs, buffers];
-      });
+      const specs = [];
+      const paths = [];
+      for (const group of modelJSON.weightsManifest) {
+        paths.push(...group.paths);
+        specs.push(...group.weights);
+      }
+      const artifacts = await tf.io.getModelArtifactsForJSON(modelJSON, async () => [specs, new ArrayBuffer(0)]);
+      delete artifacts.weightData;
+      artifacts.getWeightStream = () => {
+        let i = 0;
+        return new ReadableStream({
+          async pull(controller) {
+            if (i < paths.length) controller.enqueue(new Uint8Array(await readBytes(paths[i++])));
+            else controller.close();
+          },
+        });
+      };
+      return artifacts;
     },
   };
 }
