@@ -7,6 +7,7 @@ parity -> save (SavedModel, tfjs) -> verify the saved artifacts again.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +51,7 @@ class Port:
     extra_inputs: list = field(default_factory=list)  # user-supplied parity inputs (tuples of tensors)
     notes: list = field(default_factory=list)  # e.g. checkpoint unwrapping and dtype casts
     checkpoint: object = None  # checkpoint.Checkpoint when converted from a file
+    timings: dict = field(default_factory=dict)  # seconds of convert's steps (trace, build, ...), for report.json
     _parity: parity.ParityReport | None = None
 
     @property
@@ -118,7 +120,9 @@ class Port:
     def parity(self) -> parity.ParityReport:
         """TF vs torch on every parity input: per output, and per module for the first divergence."""
         if self._parity is None:
+            t = time.perf_counter()
             self._parity = self._run_parity()
+            self.timings["tf_parity_s"] = time.perf_counter() - t
         return self._parity
 
     def _run_parity(self) -> parity.ParityReport:
@@ -156,6 +160,7 @@ def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | Non
     options = options or Options()
     registry = registry or default_registry()
     example_inputs = _as_tuple(example_inputs)
+    t0 = time.perf_counter()
     module = wrap_leaf_root(module.eval(), registry)
     _runs_on(module, example_inputs)
     free = free_dims(module, example_inputs)
@@ -172,6 +177,7 @@ def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | Non
             (gm, results, plan), free = retry, static
     if plan.unsupported:
         raise UnsupportedError(plan.unsupported)
+    t1 = time.perf_counter()
     source = codegen.generate(plan, modules, options.origin or f"{type(module).__module__}.{type(module).__qualname__}",
                               imports_bridge=options.source_imports_bridge)
     tf_model = instantiate(source, class_name)
@@ -185,7 +191,9 @@ def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | Non
                 _batch_is_dynamic(module, example_inputs), free)
     if fixed_note:
         port.notes.append(fixed_note)
+    t2 = time.perf_counter()
     _confirm_free_dims(port)
+    port.timings = {"trace_s": t1 - t0, "build_s": t2 - t1, "free_dims_s": time.perf_counter() - t2}
     return port
 
 

@@ -40,16 +40,18 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
         console.print(f"[yellow]recovered:[/yellow] {line}")
     if out.exists() and not force:  # fail before any slow work
         raise BadInputError(f"{out} already exists; pass --force to replace it")
-    total = 5 + (2 + bool(per_module_tfjs) + bool(browser_backends) if tfjs else 0) + 2 * bool(onnx)
+    total = 5 + (2 + bool(per_module_tfjs) if tfjs else 0) + 2 * bool(onnx)  # node and chromium run as one step
     with _steps(console, total) as status:
         module = instantiate(t)
         ckpt, notes = None, []
         if t.weights is not None:
             status.update(f"reading {t.weights}")
+            t_load = time.perf_counter()
             ckpt = load_checkpoint(t.weights, allow_nonfinite=allow_nonfinite)
             check_fits(module, ckpt.state_dict)
             # assign: the module takes the checkpoint's tensors (memory-mapped) instead of copying them
             module.load_state_dict(ckpt.state_dict, strict=True, assign=True)
+            load_s = time.perf_counter() - t_load
             notes = ckpt.notes()
         else:
             notes = ["no --weights: the module's freshly initialized weights were converted"]
@@ -60,6 +62,8 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
                                                          channels_last_io=channels_last_io,
                                                          source_imports_bridge=source_imports_bridge))
         port.checkpoint, port.notes = ckpt, [*notes, *port.notes]  # keep what convert noted (fixed dims)
+        if ckpt is not None:
+            port.timings["checkpoint_load_s"] = load_s
         npz = inputs_npz or t.parity_inputs
         if npz:
             port.extra_inputs = _batched(load_npz_inputs(npz, port.input_names, examples), examples,

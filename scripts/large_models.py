@@ -10,19 +10,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import torch
 from torch import nn
 
 
-class NoCache(nn.Module):
-    """A decoder called with (input_ids, attention_mask) and no KV cache, returning its last hidden state."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+def _hf_tiny():
+    """examples/hf_tiny.py (its NoCache wrapper), loaded by path: examples/ is not a package."""
+    spec = importlib.util.spec_from_file_location("bridge_examples_hf_tiny",
+                                                  Path(__file__).resolve().parents[1] / "examples" / "hf_tiny.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def gpt2(n_layer: int = 24, n_embd: int = 1024, n_head: int = 16, vocab_size: int = 50257,
@@ -32,7 +33,7 @@ def gpt2(n_layer: int = 24, n_embd: int = 1024, n_head: int = 16, vocab_size: in
     torch.manual_seed(seed)
     config = transformers.GPT2Config(vocab_size=vocab_size, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
                                      n_positions=n_positions, bos_token_id=0, eos_token_id=0)
-    return NoCache(transformers.GPT2Model(config))
+    return _hf_tiny().NoCache(transformers.GPT2Model(config))
 
 
 def linear_stack(width: int = 2048, depth: int = 10, seed: int = 0) -> nn.Module:

@@ -349,3 +349,14 @@ def test_dict_outputs_are_paired_by_name():
     text = str(info.value)
     assert "missing output: TF returned no 'scores'" in text and "extra output: TF returned 'score'" in text
     assert "total [2]: max abs error 0" in text  # the output both have is still compared, and matches
+
+
+def test_save_twice_records_each_runtime_once_and_leaves_the_port_alone(port, tmp_path):
+    """save() works on its own copy of the parity report and its own notes (it used to append both to the Port)."""
+    notes, runtimes = list(port.notes), [r.runtime for r in port.parity().runtimes]
+    first = port.save(tmp_path / "a", tfjs=False)
+    second = port.save(tmp_path / "b", tfjs=False)
+    names = [[r["runtime"] for r in rep["parity"]["runtimes"]] for rep in (first, second)]
+    assert names[0] == names[1] == ["tf", "savedmodel"]
+    assert first["notes"] == second["notes"]
+    assert port.notes == notes and [r.runtime for r in port.parity().runtimes] == runtimes == ["tf"]

@@ -34,6 +34,7 @@ import re
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,14 +118,21 @@ class _Export:
 
     def verify(self, runner, refs, rtol: float, timing: str, required: bool | None = None) -> None:
         """Check one runner's runtimes (required: a runner that cannot run is an error, not a skip)."""
+        self.record(self.check(runner, refs, rtol, required), timing)
+
+    def check(self, runner, refs, rtol: float, required: bool | None = None):
+        """(runners.Checked, seconds); changes nothing here, so two checks may run at once."""
         t = time.perf_counter()
         required = self.options.require_node if required is None else required
-        checked = runners.check(runner, refs, rtol, required=required)
+        return runners.check(runner, refs, rtol, required=required), time.perf_counter() - t
+
+    def record(self, checked_and_seconds, timing: str) -> None:
+        checked, seconds = checked_and_seconds
         self.report.runtimes.extend(checked.results)
         self.notes.extend(n for n in checked.notes if n not in self.notes)
         self.latency.update({k: v for k, v in checked.latency.items() if k.startswith(("tfjs-", "browser-"))})
         self.seen.update(checked.pairs)
-        self.timings[timing] = time.perf_counter() - t
+        self.timings[timing] = seconds
 
     def run(self) -> dict:
         processing = _processing(self.port, self.options)  # checked against the model before anything slow
@@ -169,21 +177,23 @@ class _Export:
                                              quantization=quantize.request(port, options))
             fault("tfjs")
             timings["tfjs_convert_s"] = time.perf_counter() - t
-            step("verifying tfjs in node (" + ", ".join(options.backends) + ")")
             rtol = quantize.tfjs_rtol(port, options)
-            self.verify(runners.NodeTfjsRunner(tmp / "tfjs", options.backends, work_root=tmp), refs, rtol,
-                        "tfjs_verify_s")
-            if _per_module_wanted(options, self.report) and tfjs.node_status() is None:
-                t = time.perf_counter()
-                step("per-module parity in tfjs")
-                self.report.per_module_runtimes.update(_per_module_tfjs(port, options, self.notes))
-                timings["tfjs_per_module_s"] = time.perf_counter() - t
-            if in_browser is not None:
-                step("verifying tfjs in chromium (" + ", ".join(options.browser_backends) + ")")
-                browser_refs = refs[: options.browser_sets]
-                self.verify(in_browser, browser_refs, rtol, "browser_verify_s")
-                if self.report.runtime(in_browser.names[0]).skipped is None:
-                    self.notes.append(f"browser checked on {len(browser_refs)} of {len(refs)} parity input sets")
+            node = runners.NodeTfjsRunner(tmp / "tfjs", options.backends, work_root=tmp)
+            browser_refs = refs[: options.browser_sets]
+            step("verifying tfjs in node (" + ", ".join(options.backends) + ")" +
+                 (" and chromium (" + ", ".join(options.browser_backends) + ")" if in_browser else ""))
+            with ThreadPoolExecutor(max_workers=2) as pool:  # Node and the browser are processes of their own
+                in_chromium = pool.submit(self.check, in_browser, browser_refs, rtol) if in_browser else None
+                self.record(self.check(node, refs, rtol), "tfjs_verify_s")
+                if _per_module_wanted(options, self.report) and tfjs.node_status() is None:
+                    t = time.perf_counter()
+                    step("per-module parity in tfjs")
+                    self.report.per_module_runtimes.update(_per_module_tfjs(port, options, self.notes))
+                    timings["tfjs_per_module_s"] = time.perf_counter() - t
+                if in_chromium is not None:
+                    self.record(in_chromium.result(), "browser_verify_s")
+                    if self.report.runtime(in_browser.names[0]).skipped is None:
+                        self.notes.append(f"browser checked on {len(browser_refs)} of {len(refs)} parity input sets")
             quantized = quantize.report_section(port, options, tfjs_info, self.report, self.seen, self.notes)
             _update_metadata(tmp / "tfjs" / "model.json", {"parity": _parity_summary(self.report),
                                                            **quantize.metadata_patch(quantized)})
@@ -317,7 +327,7 @@ def _report_dict(port, report, tfjs_info, timings, gradients=None, notes=None) -
         "tf_checkpoint": f"checkpoint/{CHECKPOINT_PREFIX}",  # tf.train.Checkpoint(model=...).read(<out>/this)
         "gradients": gradients,  # bridge.gradients report with check_gradients, else None
         "tfjs": tfjs_info,
-        "timings": timings,
+        "timings": {**getattr(port, "timings", {}), **timings},  # convert's steps, then save's
         "_report": report,
     }
 

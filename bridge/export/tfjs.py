@@ -593,7 +593,7 @@ def _run_node(work: Path, models: list[dict], backends: tuple[str, ...]) -> tupl
     (work / "request.json").write_text(json.dumps(request))
     timeout = RUN_TIMEOUT_S + RUN_TIMEOUT_PER_MODEL_S * (len(models) - 1)
     crash = None
-    proc = subprocess.Popen(["node", str(RUNNER), str(work / "request.json")], stdout=subprocess.PIPE,
+    proc = subprocess.Popen(["node", "--expose-gc", str(RUNNER), str(work / "request.json")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=dies_with_parent)
     try:
         faults.fault("node")  # a kill while Node runs (the crash tests)

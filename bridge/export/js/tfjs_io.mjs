@@ -12,6 +12,7 @@
 //   the first of a model on a backend includes kernel set-up (wasm compiles, webgl shaders).
 
 export const TYPED = { float32: Float32Array, int32: Int32Array, bool: Uint8Array };
+const GC_EVERY_BYTES = 64 * 2 ** 20;
 
 // An IOHandler: readJSON() gives model.json, readBytes(path) one shard's ArrayBuffer. The shards are
 // handed to tfjs as a stream (getWeightStream), so the model loads one shard at a time and no
@@ -31,10 +32,23 @@ export function graphModelHandler(tf, readJSON, readBytes) {
       delete artifacts.weightData;
       artifacts.getWeightStream = () => {
         let i = 0;
+        let sinceGc = 0;
         return new ReadableStream({
           async pull(controller) {
-            if (i < paths.length) controller.enqueue(new Uint8Array(await readBytes(paths[i++])));
-            else controller.close();
+            if (i >= paths.length) {
+              controller.close();
+              return;
+            }
+            const bytes = new Uint8Array(await readBytes(paths[i++]));
+            // tfjs copies each weight out of these chunks (into the wasm heap, say); the chunks are garbage
+            // at once, but V8 collects them lazily. Where gc is exposed (run.mjs runs node --expose-gc),
+            // collect every GC_EVERY_BYTES so they do not pile up to a second copy of the model.
+            sinceGc += bytes.byteLength;
+            if (sinceGc >= GC_EVERY_BYTES && typeof globalThis.gc === 'function') {
+              globalThis.gc();
+              sinceGc = 0;
+            }
+            controller.enqueue(bytes);
           },
         });
       };
