@@ -95,10 +95,15 @@ def _valid_conv(x, kernel, stride, dilation, groups: int, sizes):
         def op(a, k):
             return _out_shaped(tf.nn.conv2d(a, k, strides, "VALID", dilations=dil), sizes, spatial, stride,
                                dilation, k.shape[-1])
+    elif any(d != 1 for d in dil):
+        # TF's own CPU Conv3D has no dilation (only oneDNN's, which bridge turns off for tfjs): dilate through
+        # SpaceToBatchND / BatchToSpaceND, as tf.nn.convolution does (stride is 1 here, see conv())
+        def op(a, k):
+            return _out_shaped(tf.nn.convolution(a, k, strides=list(stride), padding="VALID", dilations=dil), sizes,
+                               spatial, stride, dilation, k.shape[-1])
     else:
         def op(a, k):
-            return _out_shaped(tf.nn.conv3d(a, k, strides, "VALID", dilations=[1, *dil, 1]), sizes, spatial,
-                               stride, dilation, k.shape[-1])
+            return _out_shaped(tf.nn.conv3d(a, k, strides, "VALID"), sizes, spatial, stride, dilation, k.shape[-1])
     return _group_split(x, kernel, groups, op)
 
 
