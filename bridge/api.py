@@ -49,6 +49,7 @@ class Port:
     dynamic_batch: bool
     dynamic_dims: list = field(default_factory=list)  # per input: the non-batch dims the exported model leaves free
     extra_inputs: list = field(default_factory=list)  # user-supplied parity inputs (tuples of tensors)
+    smaller_inputs: tuple | None = None  # the free dims at a quarter of their size, when torch runs there
     notes: list = field(default_factory=list)  # e.g. checkpoint unwrapping and dtype casts
     checkpoint: object = None  # checkpoint.Checkpoint when converted from a file
     timings: dict = field(default_factory=dict)  # seconds of convert's steps (trace, build, ...), for report.json
@@ -73,8 +74,10 @@ class Port:
         sets = parity.make_inputs(self.example_inputs, self.options.seed, self.options.n_random_inputs)
         if self.dynamic_batch:  # prove the dynamic batch dim, too
             sets += parity.make_inputs(self.example_inputs, self.options.seed + 1, 1, batch=3)[1:]
-        if any(self.dynamic_dims):  # and the free sequence (or spatial) lengths
+        if any(self.dynamic_dims):  # and the free sequence (or spatial) lengths, larger and smaller
             sets.append(other_lengths(self.example_inputs, self.dynamic_dims, self.options.seed + 2))
+        if self.smaller_inputs is not None:  # also the cheapest set for a slow runtime (runners.NodeTfjsRunner)
+            sets.append(self.smaller_inputs)
         return sets + list(self.extra_inputs)
 
     def torch_outputs(self, inputs: tuple, boundary: bool = False) -> list[tuple[str, np.ndarray]]:
@@ -211,12 +214,16 @@ def _other_size(n: int) -> int:
     return n + 3
 
 
-def other_lengths(examples: tuple, dims: list, seed: int) -> tuple:
-    """Seeded inputs like ``examples`` with every free non-batch dim at another size."""
+def _smaller_size(n: int) -> int:
+    return max(2, n // 4)
+
+
+def other_lengths(examples: tuple, dims: list, seed: int, size=_other_size) -> tuple:
+    """Seeded inputs like ``examples`` with every free non-batch dim at another size (``size(n)``)."""
     gen = torch.Generator().manual_seed(seed)
     out = []
     for x, free in zip(examples, dims):
-        shape = [(_other_size(n) if d in free else n) for d, n in enumerate(x.shape)]
+        shape = [(size(n) if d in free else n) for d, n in enumerate(x.shape)]
         if x.dtype.is_floating_point:
             out.append(torch.randn(shape, generator=gen).to(x.dtype))
         elif x.dtype == torch.bool:
@@ -269,6 +276,7 @@ def _confirm_free_dims(port: Port) -> None:
     size (``input_ids`` and ``attention_mask`` share the sequence length) are tried together.
     """
     if not any(port.dynamic_dims) or _follows(port, port.dynamic_dims):
+        port.smaller_inputs = _smaller_inputs(port, port.dynamic_dims)
         return
     groups: dict[int, list[tuple[int, int]]] = {}
     for i, (x, free) in enumerate(zip(port.example_inputs, port.dynamic_dims)):
@@ -285,10 +293,25 @@ def _confirm_free_dims(port: Port) -> None:
     port.notes.append("fixed at the traced size (the TF graph does not follow torch at other sizes): "
                       + ", ".join(f"{n} dim {', '.join(map(str, d))}" for n, d in dropped))
     port.dynamic_dims = [frozenset(k) for k in kept]
+    port.smaller_inputs = _smaller_inputs(port, port.dynamic_dims)
+
+
+def _smaller_inputs(port: Port, dims: list) -> tuple | None:
+    """Inputs with every free dim at a quarter of its size (at least 2), when that shrinks one and torch
+    runs there with non-empty outputs; else None (then only larger sizes are checked)."""
+    if not any(_smaller_size(int(x.shape[d])) < x.shape[d] for x, free in zip(port.example_inputs, dims) for d in free):
+        return None
+    inputs = other_lengths(port.example_inputs, dims, port.options.seed + 3, _smaller_size)
+    try:
+        outs = port.torch_outputs(inputs)
+    except Exception:  # the model needs a minimum size
+        return None
+    return inputs if outs and all(a.size for _, a in outs) else None
 
 
 def _follows(port: Port, dims: list) -> bool:
-    """The TF port traced with ``dims`` unknown matches torch on inputs where those dims change size."""
+    """The TF port traced with ``dims`` unknown matches torch on inputs where those dims change size:
+    larger, and smaller where torch runs at a quarter of the size."""
     import tensorflow as tf
 
     from .export.savedmodel import tf_dtype
@@ -298,14 +321,18 @@ def _follows(port: Port, dims: list) -> bool:
     specs = [tf.TensorSpec(port.boundary_shape(i, [None if (d in free or (d == 0 and port.dynamic_batch)) else n
                                                    for d, n in enumerate(x.shape)]), tf_dtype(x.dtype))
              for i, (x, free) in enumerate(zip(port.example_inputs, dims))]
-    inputs = other_lengths(port.example_inputs, dims, port.options.seed + 2)
+    sets = [other_lengths(port.example_inputs, dims, port.options.seed + 2), _smaller_inputs(port, dims)]
     try:
         fn = tf.function(lambda *a: [t for _, t in parity.flatten_outputs(port.tf_model(*a))], input_signature=specs,
                          autograph=False)
-        got = fn(*[tf.constant(parity.to_numpy(x).astype(s.dtype.as_numpy_dtype))
-                   for x, s in zip(port.boundary_inputs(inputs), specs)])
-        ref = port.torch_outputs(inputs, boundary=True)
-        return all(d.ok for d in parity.compare_outputs(ref, [np.asarray(g) for g in got], port.tolerance.output.rtol))
+        for inputs in (s for s in sets if s is not None):
+            got = fn(*[tf.constant(parity.to_numpy(x).astype(s.dtype.as_numpy_dtype))
+                       for x, s in zip(port.boundary_inputs(inputs), specs)])
+            ref = port.torch_outputs(inputs, boundary=True)
+            if not all(d.ok for d in parity.compare_outputs(ref, [np.asarray(g) for g in got],
+                                                            port.tolerance.output.rtol)):
+                return False
+        return True
     except Exception:  # the graph cannot be traced or run with those sizes unknown
         return False
 

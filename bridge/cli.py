@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BridgeError
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BadInputError, BridgeError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,6 +71,9 @@ def _parse_processing(flags: dict):
 @click.option("--write-failing", is_flag=True, help="Write artifacts even if parity fails (marked failing).")
 @click.option("--no-tfjs", is_flag=True, help="Skip the tfjs export and its verification.")
 @click.option("--backends", default="cpu,wasm", show_default=True, help="tfjs backends to verify in node.")
+@click.option("--verify-budget", default="4", show_default=True, metavar="SECONDS|all",
+              help="Seconds each Node tfjs backend may spend on parity input sets after its cheapest one (sets "
+                   "run cheapest first; what is left out is noted). 'all' runs every set on every backend.")
 @click.option("--allow-nonfinite", is_flag=True, help="Accept NaN/Inf in the checkpoint's weights.")
 @click.option("--seed", default=0, show_default=True, help="Seed for example and parity inputs.")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="KEY=RTOL",
@@ -103,7 +106,7 @@ def _parse_processing(flags: dict):
 @click.option("--html", type=click.Path(path_type=Path), help="Write an HTML report with a per-module error plot.")
 @_processing_options
 def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_failing, no_tfjs, backends,
-            allow_nonfinite, seed, tolerances, browser_backends, channels_last_io, source_imports_bridge,
+            verify_budget, allow_nonfinite, seed, tolerances, browser_backends, channels_last_io, source_imports_bridge,
             per_module_tfjs, check_gradients, json_path, junit, markdown, html, onnx, onnx_strict, quantize,
             **processing):
     """Convert TARGET (a models/ folder, module:Class or file.py:Class) and verify it end to end."""
@@ -116,6 +119,7 @@ def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_faili
     report = run_convert(console, target=target, weights=weights, inputs=list(inputs), kwargs=kwargs,
                          inputs_npz=inputs_npz, out=out, force=force, write_failing=write_failing,
                          tfjs=not no_tfjs, backends=tuple(b for b in backends.split(",") if b),
+                         verify_budget_s=_parse_budget(verify_budget),
                          allow_nonfinite=allow_nonfinite, seed=seed, tolerances=list(tolerances),
                          per_module_tfjs=per_module_tfjs, channels_last_io=channels_last_io,
                          source_imports_bridge=source_imports_bridge,
@@ -126,6 +130,19 @@ def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_faili
     console.print(f"done in {time.perf_counter() - started:.1f} s")
     gradients_ok = (report.get("gradients") or {}).get("ok", True)
     return 0 if report["parity"]["ok"] and gradients_ok else 4
+
+
+def _parse_budget(text: str) -> float | None:
+    """--verify-budget: seconds (>= 0) or 'all' (None: no budget)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise BadInputError(f"bad --verify-budget {text!r}: expected seconds (>= 0) or 'all'")
+    return value
 
 
 @build_parser.command()

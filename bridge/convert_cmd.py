@@ -29,7 +29,7 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
                 backends, allow_nonfinite, seed, tolerances=(), reports=None, per_module_tfjs=None,
                 browser_backends=("webgl",), channels_last_io=False,
                 source_imports_bridge=False, check_gradients=False, processing=None,
-                onnx=False, onnx_strict=False, quantize=()) -> dict:
+                onnx=False, onnx_strict=False, quantize=(), verify_budget_s=SaveOptions.verify_budget_s) -> dict:
     t = resolve(target, weights=weights, inputs=inputs, kwargs=kwargs)
     quantize = parse_quantize(quantize)  # a bad --quantize dtype fails before any slow work
     if processing is not None or t.processing is not None:  # CLI flags override the manifest field by field
@@ -70,6 +70,7 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
                                          port.dynamic_batch)
         try:
             report = port.save(out, options=SaveOptions(force=force, tfjs=tfjs, backends=backends,
+                                                        verify_budget_s=verify_budget_s,
                                                         write_failing=write_failing,
                                                         per_module_tfjs=per_module_tfjs,
                                                         browser_backends=browser_backends,
@@ -206,6 +207,7 @@ def _summary(console, report: dict, out: Path) -> None:
     if report.get("latency"):  # ms: the first (cold) run / the median warm run, where measured
         console.print("tfjs latency (ms, first/warm): " + ", ".join(
             f"{k} {v['first_ms']:.3g}/" + ("-" if v["warm_ms"] is None else f"{v['warm_ms']:.3g}")
+            + (" (a smaller input)" if v.get("set") == "smaller" else "")
             for k, v in report["latency"].items() if v["first_ms"] is not None))
     _quantization_summary(console, report.get("quantization"))
     status = "[green]verified[/green]" if report["parity"]["ok"] else "[red]FAILING (written on request)[/red]"

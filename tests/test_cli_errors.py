@@ -125,6 +125,9 @@ def test_existing_output_needs_force(netfile, tmp_path, capsys):
     (["--input", "1x3x8x8:float99"], "unknown dtype"),
     (["--input", "1x3x8x8", "--kwargs", "{not json"], "not valid JSON"),
     (["--input", "1x3x8x8", "--kwargs", '{"nope": 1}'], "check --kwargs"),
+    (["--input", "1x3x8x8", "--verify-budget", "soon"], "bad --verify-budget"),
+    (["--input", "1x3x8x8", "--verify-budget", "-1"], "bad --verify-budget"),
+    (["--input", "1x3x8x8", "--verify-budget", "inf"], "bad --verify-budget"),
 ])
 def test_bad_cli_values_exit_2(netfile, tmp_path, capsys, args, needle):
     code, _, err = run(["convert", f"{netfile}:Net", *args, "--out", tmp_path / "o"], capsys)

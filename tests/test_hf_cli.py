@@ -30,7 +30,7 @@ def test_hf_model_converts_from_the_cli(factory, tmp_path, node_or_skip):
         for o in r["outputs"]:
             assert o["max_abs_error"] <= TARGET * o["bound"] / 1e-4, (r["runtime"], o)
     assert [i["free_dims"] for i in report["inputs"]] == [[1], [1]]
-    assert report["parity"]["n_inputs"] == 5  # example, 2 random, a batch of 3, and a sequence of 19
+    assert report["parity"]["n_inputs"] == 6  # example, 2 random, a batch of 3, and sequences of 19 and 4
     model_json = json.loads((out / "tfjs" / "model.json").read_text())
     shapes = [i["shape"] for i in model_json["userDefinedMetadata"]["bridge"]["inputs"]]
     assert shapes == [[None, None], [None, None]]

@@ -42,7 +42,7 @@ class Run:
 class Checked:
     results: list[parity.RuntimeResult]
     notes: list[str] = field(default_factory=list)
-    latency: dict[str, list[list[float]]] = field(default_factory=dict)  # runtime -> ms per execution, per set
+    latency: dict[str, list[list[float]]] = field(default_factory=dict)  # runtime -> ms per execution, per set ([]: not run)
     pairs: dict[str, list[tuple]] = field(default_factory=dict)  # runtime -> [(torch outputs, its outputs)]
 
 
@@ -125,7 +125,7 @@ def check(runner: Runner, refs: list[tuple[dict, list]], rtol: float, *, require
                 notes.append(f"not checked: {run.skipped}")
     return Checked(
         [parity.RuntimeResult(n, diffs.get(n, [])) for n in runner.names], notes,
-        {n: [list(r.ms) for r in runs.get(n, []) if r.skipped is None] for n in runner.names},
+        {n: [list(r.ms) if r.skipped is None else [] for r in runs.get(n, [])] for n in runner.names},
         {n: [(ref, r.outputs) for (_, ref), r in zip(refs, runs.get(n, [])) if r.skipped is None and r.error is None]
          for n in runner.names})
 
@@ -170,21 +170,32 @@ class NodeTfjsRunner(Runner):
     """tfjs in Node (``tfjs.run_many_tfjs``): one Node process per backend, each loading the model once
     and running every set. The processes run side by side for small models; from PARALLEL_MAX_BYTES of
     weights one after the other, so that only one backend's copy of the weights (wasm keeps it in its
-    heap) exists at a time."""
+    heap) exists at a time.
+
+    ``budget_s`` (None: every set) bounds what each backend spends on sets after its first: the sets
+    run cheapest first (fewest input elements; the example before random sets of its size), and a set
+    that would take the backend past the budget is left out (skipped, with a note saying how many).
+    tfjs's pure-JS ``cpu`` backend is 20-30x slower than wasm on convolutions (7.5 s for one 224x224
+    ResNet-18 image here), so without a budget it costs more than the whole conversion."""
 
     what = "the tfjs model"
     PARALLEL_MAX_BYTES = 256 * 2**20
 
     def __init__(self, model_dir: Path, backends: tuple[str, ...], repeat: int = 1, prefix: str = "tfjs-",
-                 work_root: Path | None = None):
+                 work_root: Path | None = None, budget_s: float | None = None):
         self.model_dir, self.backends, self.repeat, self.prefix = Path(model_dir), tuple(backends), repeat, prefix
         self.names = tuple(f"{prefix}{b}" for b in self.backends)
         self.work_root = work_root  # where the exchange files go (save: inside the export's temporary folder)
+        self.budget_s = budget_s
 
     def unavailable(self) -> str | None:
         from . import tfjs
 
         return tfjs.node_status()
+
+    def weight_bytes(self) -> int:
+        """Bytes of the model's weight shards."""
+        return sum(p.stat().st_size for p in self.model_dir.glob("*.bin"))
 
     def run(self, feed_sets: list[dict]) -> dict[str, list[Run]]:
         from concurrent.futures import ThreadPoolExecutor
@@ -202,28 +213,38 @@ class NodeTfjsRunner(Runner):
                 else:
                     runs[self.prefix + b][i] = Run(skipped=why)
             if ok:
-                jobs.append((b, ok))
-        weights = sum(p.stat().st_size for p in self.model_dir.glob("*.bin"))
-        workers = len(jobs) if weights < self.PARALLEL_MAX_BYTES else 1
+                jobs.append((b, sorted(ok, key=lambda i: _elements(feed_sets[i])) if self.budget_s is not None else ok))
+        workers = len(jobs) if self.weight_bytes() < self.PARALLEL_MAX_BYTES else 1
         if workers == 1:
             _return_freed_memory()  # Node is about to load the weights again: give back what this process freed
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             done = list(pool.map(lambda job: tfjs.run_many_tfjs(
                 [(self.model_dir, feed_sets[i]) for i in job[1]], (job[0],), repeat=self.repeat,
-                work_root=self.work_root), jobs))
+                work_root=self.work_root, budget_s=self.budget_s), jobs))
         failed = {}
         for (b, sets), results in zip(jobs, done):
+            left_out = [i for i, result in zip(sets, results)
+                        if not isinstance(result, ExportError) and result[b] is tfjs.OVER_BUDGET]
+            why = left_out and (f"{self.prefix}{b} on {len(left_out)} of {len(feed_sets)} parity input sets: over "
+                                f"its {self.budget_s:g} s verify budget (cheapest sets run first; --verify-budget "
+                                "all runs every set)")
             for i, result in zip(sets, results):
                 if isinstance(result, ExportError):
                     raise result
                 got = result[b]
-                if isinstance(got, ExportError):
+                if got is tfjs.OVER_BUDGET:
+                    runs[self.prefix + b][i] = Run(skipped=why)
+                elif isinstance(got, ExportError):
                     failed.setdefault(b, got)
                 else:
                     runs[self.prefix + b][i] = Run(dict(got), list(got.ms))
         if failed:
             raise tfjs.backend_failures(failed)
         return runs
+
+
+def _elements(feeds: dict) -> int:
+    return sum(int(np.size(a)) for a in feeds.values())
 
 
 def _return_freed_memory() -> None:

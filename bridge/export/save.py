@@ -50,6 +50,9 @@ class SaveOptions:
     force: bool = False
     tfjs: bool = True
     backends: tuple[str, ...] = ("cpu", "wasm")
+    # seconds each Node tfjs backend may spend on parity sets after its cheapest one (None: every set);
+    # see runners.NodeTfjsRunner. Each backend runs at least one set; what was left out is a note.
+    verify_budget_s: float | None = 4.0
     write_failing: bool = False  # write artifacts even when parity fails (marked failing)
     require_node: bool = False  # a missing node is an error instead of a skip
     # locate the first diverging module inside tfjs (permodule.py, a second, throw-away conversion):
@@ -126,9 +129,11 @@ class _Export:
         required = self.options.require_node if required is None else required
         return runners.check(runner, refs, rtol, required=required), time.perf_counter() - t
 
-    def record(self, checked_and_seconds, timing: str) -> None:
+    def record(self, checked_and_seconds, timing: str, first: bool = False) -> None:
+        """Add one check's results (``first``: right after the port's own "tf", whenever it finished)."""
         checked, seconds = checked_and_seconds
-        self.report.runtimes.extend(checked.results)
+        at = len(self.port.parity().runtimes) if first else len(self.report.runtimes)
+        self.report.runtimes[at:at] = checked.results
         self.notes.extend(n for n in checked.notes if n not in self.notes)
         self.latency.update({k: v for k, v in checked.latency.items() if k.startswith(("tfjs-", "browser-"))})
         self.seen.update(checked.pairs)
@@ -163,9 +168,10 @@ class _Export:
                 for inputs in port.parity_inputs()]
         samples.write_samples(tmp / samples.FOLDER, refs[: samples.MAX_SETS],  # for `bridge serve`, at tfjs's bound
                               quantize.tfjs_rtol(port, options))
-        step("verifying the SavedModel")
-        self.verify(runners.SavedModelRunner(tmp / "saved_model"), refs, port.tolerance.output.rtol,
-                    "savedmodel_verify_s", required=True)
+        saved = runners.SavedModelRunner(tmp / "saved_model")
+        if not options.tfjs:
+            step("verifying the SavedModel")
+            self.verify(saved, refs, port.tolerance.output.rtol, "savedmodel_verify_s", required=True)
         onnx_info = (onnx_route.write_and_verify(port, tmp, self.report, options, step, self.notes)
                      if options.onnx else None)
         tfjs_info = quantized = None
@@ -178,13 +184,25 @@ class _Export:
             fault("tfjs")
             timings["tfjs_convert_s"] = time.perf_counter() - t
             rtol = quantize.tfjs_rtol(port, options)
-            node = runners.NodeTfjsRunner(tmp / "tfjs", options.backends, work_root=tmp)
+            node = runners.NodeTfjsRunner(tmp / "tfjs", options.backends, work_root=tmp,
+                                          budget_s=options.verify_budget_s)
+            # Small models: the SavedModel is checked here while Node and chromium run theirs. Large ones:
+            # first, so its copy of the weights is gone before Node loads its own (the peak-memory bound).
+            beside = node.weight_bytes() < runners.NodeTfjsRunner.PARALLEL_MAX_BYTES
+            if not beside:
+                step("verifying the SavedModel")
+                self.verify(saved, refs, port.tolerance.output.rtol, "savedmodel_verify_s", required=True)
             browser_refs = refs[: options.browser_sets]
-            step("verifying tfjs in node (" + ", ".join(options.backends) + ")" +
+            step(("verifying the SavedModel, " if beside else "verifying ") +
+                 "tfjs in node (" + ", ".join(options.backends) + ")" +
                  (" and chromium (" + ", ".join(options.browser_backends) + ")" if in_browser else ""))
             with ThreadPoolExecutor(max_workers=2) as pool:  # Node and the browser are processes of their own
                 in_chromium = pool.submit(self.check, in_browser, browser_refs, rtol) if in_browser else None
-                self.record(self.check(node, refs, rtol), "tfjs_verify_s")
+                in_node = pool.submit(self.check, node, refs, rtol)
+                if beside:
+                    self.record(self.check(saved, refs, port.tolerance.output.rtol, required=True),
+                                "savedmodel_verify_s", first=True)
+                self.record(in_node.result(), "tfjs_verify_s")
                 if _per_module_wanted(options, self.report) and tfjs.node_status() is None:
                     t = time.perf_counter()
                     step("per-module parity in tfjs")
@@ -217,19 +235,25 @@ def _processing(port, options: SaveOptions) -> dict:
 
 
 def _latency_summary(latency: dict) -> dict:
-    """{runtime: [ms per execution, per input set]} -> first-run and warm milliseconds (outputs read back
-    included). A runner loads the model once per backend and runs every set on it, so only the first
-    execution of the first set is cold (kernel set-up, shader compiles); every later one is warm."""
+    """{runtime: [ms per execution, per input set ([] where not run)]} -> first-run and warm milliseconds
+    (outputs read back included) of the example set (set 0), or of the smallest set that ran when a verify
+    budget left the example out ("set": "smaller"). A runner loads the model once per backend, so a set's
+    first execution is cold only when it ran first; warm: the set's later executions, else every other
+    set's."""
     import statistics
 
     out = {}
     for runtime, runs in latency.items():
-        runs = [ms for ms in runs if ms]
-        warm = [t for ms in runs for t in ms][1:]
+        ran = [i for i, ms in enumerate(runs) if ms]
+        if not ran:
+            out[runtime] = {"where": "chromium" if runtime.startswith("browser-") else "node", "first_ms": None,
+                            "warm_ms": None, "n_sets": 0, "n_warm": 0, "set": None}
+            continue
+        main = 0 if 0 in ran else max(ran, key=lambda i: len(runs[i]))  # the cheapest ran twice
+        warm = runs[main][1:] or [t for i in ran if i != main for t in runs[i]]
         out[runtime] = {"where": "chromium" if runtime.startswith("browser-") else "node",
-                        "first_ms": runs[0][0] if runs else None,
-                        "warm_ms": statistics.median(warm) if warm else None,
-                        "n_sets": len(runs), "n_warm": len(warm)}
+                        "first_ms": runs[main][0], "warm_ms": statistics.median(warm) if warm else None,
+                        "n_sets": len(ran), "n_warm": len(warm), "set": "example" if main == 0 else "smaller"}
     return out
 
 

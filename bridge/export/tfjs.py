@@ -519,7 +519,8 @@ def zero_size_problem(inputs: dict[str, np.ndarray], backend: str) -> str | None
 
 
 def run_many_tfjs(requests: list[tuple[Path, dict[str, np.ndarray]]], backends: tuple[str, ...] = ("cpu", "wasm"),
-                  repeat: int = 1, work_root: Path | None = None) -> list[dict[str, dict[str, np.ndarray] | ExportError] | BridgeError]:
+                  repeat: int = 1, work_root: Path | None = None,
+                  budget_s: float | None = None) -> list[dict[str, dict[str, np.ndarray] | ExportError] | BridgeError]:
     """Run many (model_dir, inputs) requests in one Node process; each model is loaded once per backend.
 
     A model_dir may appear in several requests (one per input set). Returns, in
@@ -528,6 +529,9 @@ def run_many_tfjs(requests: list[tuple[Path, dict[str, np.ndarray]]], backends: 
     model.json), the error run_tfjs would raise. Inputs are treated as in run_tfjs.
     ``repeat`` runs each request that many times (each result's ``.ms`` lists the times).
     ``work_root``: where the exchange folder goes (default: the system's temporary folder).
+    ``budget_s``: per model and backend, the first request always runs and each later one only if the
+    seconds spent so far plus its predicted seconds (the previous run's time per input element) fit;
+    one left out is ``OVER_BUDGET`` in place of its outputs. Give the requests cheapest first.
     Raises ExportError only when node itself is not usable.
     """
     reason = node_status()
@@ -547,7 +551,7 @@ def run_many_tfjs(requests: list[tuple[Path, dict[str, np.ndarray]]], backends: 
                 results[i] = e
         sent = [m for m in models.values() if isinstance(m, dict) and m["runs"]]
         if sent:
-            lines, crash, stderr = _run_node(work, sent, backends)
+            lines, crash, stderr = _run_node(work, sent, backends, budget_s)
             for m in sent:
                 for run in m["runs"]:
                     results[run["id"]] = {b: _backend_result(work, lines.get((run["id"], b)), crash, stderr, b)
@@ -586,10 +590,13 @@ def _read_model(model_dir: Path) -> dict:
     }
 
 
-def _run_node(work: Path, models: list[dict], backends: tuple[str, ...]) -> tuple[dict, str | None, str]:
+def _run_node(work: Path, models: list[dict], backends: tuple[str, ...],
+              budget_s: float | None = None) -> tuple[dict, str | None, str]:
     """Run the Node runner over the models: ({(run id, backend): result line}, crash or None, stderr tail)."""
+    budget_ms = None if budget_s is None else round(budget_s * 1000)
     request = {"js_dir": str(js_dir().resolve()), "work_dir": str(work), "backends": list(backends),
-               "models": [{k: m[k] for k in ("model_dir", "outputs", "runs")} for m in models]}
+               "models": [{**{k: m[k] for k in ("model_dir", "outputs", "runs")}, "budget_ms": budget_ms}
+                          for m in models]}
     (work / "request.json").write_text(json.dumps(request))
     timeout = RUN_TIMEOUT_S + RUN_TIMEOUT_PER_MODEL_S * (len(models) - 1)
     crash = None
@@ -634,12 +641,17 @@ def _backend_result(work: Path, line: dict | None, crash: str | None, stderr: st
                     backend: str) -> dict[str, np.ndarray] | ExportError:
     if line is None:
         error = crash or "the tfjs runner wrote no result for this run"
+    elif line.get("over_budget"):
+        return OVER_BUDGET
     elif not line["ok"]:
         error = line["error"] or "(no message)"
     else:
         return Outputs({o["name"]: read_array(work / o["file"], o) for o in line["outputs"]}, line.get("ms", []))
     return ExportError(f"the tfjs model failed on {backend}: {error.splitlines()[0]}",
                        details={"error": error, "stderr": stderr})
+
+
+OVER_BUDGET = "over budget"  # run_many_tfjs: a request its budget left out (not run)
 
 
 class Outputs(dict):

@@ -16,6 +16,7 @@
 // Usage: node run.mjs REQUEST.json
 // REQUEST: {"js_dir", "work_dir", "backends": [..],
 //           "models": [{"model_dir", "outputs": [{"name", "node"}],
+//                       "budget_ms": null or ms (see runModel),
 //                       "runs": [{"id", "inputs": [{"node", "dtype", "shape", "file"}]}]}]}
 // Input and output files are raw little-endian arrays (float32, int32, bool as
 // uint8) relative to work_dir. int64 never crosses: tfjs loads an int64
@@ -24,6 +25,7 @@
 //   {"id", "backend", "ok": true, "outputs": [{"name", "dtype", "shape", "file"}], "ms": [per execution]}
 // A run may ask for "repeat": N executions (latency benchmarks); outputs are from the first.
 //   {"id", "backend", "ok": false, "error": "..."}
+//   {"id", "backend", "ok": false, "over_budget": true, "error": "..."}  (not run: see budget_ms)
 // Exit code 0 means every line was written (a backend may still have failed).
 
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
@@ -80,12 +82,30 @@ async function runModel(spec, req, backend, report) {
     return;
   }
   try {
-    for (const run of spec.runs) {
+    // With a budget, runs come cheapest first: the first always runs, twice (its second, warm execution
+    // gives the rate; the first includes the backend's kernel set-up); a later one runs only if the time
+    // spent so far plus its predicted time (the last warm execution's ms per input element) fits.
+    const budget = spec.budget_ms ?? null;
+    let spent = 0;
+    let msPerElement = 0;
+    for (const [k, run] of spec.runs.entries()) {
+      const elements = run.inputs.reduce((n, inp) => n + inp.shape.reduce((a, b) => a * b, 1), 0);
+      if (budget !== null && k > 0 && spent + msPerElement * elements > budget) {
+        await report(run, backend, { ok: false, over_budget: true, error: `over the ${budget} ms budget` });
+        continue;
+      }
+      const t0 = performance.now();
+      const timed = budget !== null && k === 0 ? { ...run, repeat: Math.max(run.repeat || 1, 2) } : run;
+      let ms = null;
       try {
-        await report(run, backend, { ok: true, ...(await runOnce(model, req, spec, run, backend)) });
+        const result = await runOnce(model, req, spec, timed, backend);
+        ms = result.ms[result.ms.length - 1];
+        await report(run, backend, { ok: true, ...result });
       } catch (e) {
         await report(run, backend, failure(e));
       }
+      spent += performance.now() - t0;
+      msPerElement = (ms ?? performance.now() - t0) / Math.max(elements, 1);
     }
   } finally {
     model.dispose();
