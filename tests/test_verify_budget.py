@@ -92,3 +92,22 @@ def test_a_budget_that_fits_runs_every_set(free_port, tmp_path, node_or_skip):
     assert report["parity"]["ok"] and not [n for n in report["notes"] if "verify budget" in n]
     assert {v["n_sets"] for v in report["latency"].values()} == {len(_sizes(free_port))}
     assert {v["set"] for v in report["latency"].values()} == {"example"}
+
+
+@pytest.mark.node
+def test_node_started_ahead_gives_the_same_outputs(free_port, tmp_path, node_or_skip):
+    """A NodeSession (Node started before the model exists) runs a request as a fresh process does;
+    one that is never sent exits when closed."""
+    from bridge.export import tfjs
+
+    free_port.save(tmp_path / "out", browser_backends=(), per_module_tfjs=False, backends=("wasm",))
+    requests = [(tmp_path / "out" / "tfjs", savedmodel.feeds_for(free_port, x)) for x in free_port.parity_inputs()]
+    fresh = tfjs.run_many_tfjs(requests, ("wasm",))
+    ahead = tfjs.run_many_tfjs(requests, ("wasm",), session=tfjs.NodeSession("wasm"))
+    for a, b in zip(fresh, ahead):
+        assert a["wasm"].keys() == b["wasm"].keys()
+        assert all((a["wasm"][k] == b["wasm"][k]).all() for k in a["wasm"])
+    unused = tfjs.NodeSession("cpu")
+    proc = unused._proc
+    unused.close()
+    assert proc.returncode == 0

@@ -187,11 +187,25 @@ class NodeTfjsRunner(Runner):
         self.names = tuple(f"{prefix}{b}" for b in self.backends)
         self.work_root = work_root  # where the exchange files go (save: inside the export's temporary folder)
         self.budget_s = budget_s
+        self._sessions: dict = {}
 
     def unavailable(self) -> str | None:
         from . import tfjs
 
         return tfjs.node_status()
+
+    def start(self) -> None:
+        """Start each backend's Node now (tfjs.NodeSession), while the model is still being written; ``run``
+        then only loads the model. Call ``close`` after."""
+        from . import tfjs
+
+        if self.unavailable() is None and not self._sessions:
+            self._sessions = {b: tfjs.NodeSession(b) for b in self.backends}
+
+    def close(self) -> None:
+        sessions, self._sessions = self._sessions, {}
+        for session in sessions.values():
+            session.close()
 
     def weight_bytes(self) -> int:
         """Bytes of the model's weight shards."""
@@ -217,10 +231,15 @@ class NodeTfjsRunner(Runner):
         workers = len(jobs) if self.weight_bytes() < self.PARALLEL_MAX_BYTES else 1
         if workers == 1:
             _return_freed_memory()  # Node is about to load the weights again: give back what this process freed
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            done = list(pool.map(lambda job: tfjs.run_many_tfjs(
-                [(self.model_dir, feed_sets[i]) for i in job[1]], (job[0],), repeat=self.repeat,
-                work_root=self.work_root, budget_s=self.budget_s), jobs))
+        sessions, self._sessions = self._sessions, {}
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                done = list(pool.map(lambda job: tfjs.run_many_tfjs(
+                    [(self.model_dir, feed_sets[i]) for i in job[1]], (job[0],), repeat=self.repeat,
+                    work_root=self.work_root, budget_s=self.budget_s, session=sessions.pop(job[0], None)), jobs))
+        finally:
+            for session in sessions.values():  # backends with no set to run
+                session.close()
         failed = {}
         for (b, sets), results in zip(jobs, done):
             left_out = [i for i, result in zip(sets, results)

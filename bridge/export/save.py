@@ -141,18 +141,23 @@ class _Export:
 
     def run(self) -> dict:
         processing = _processing(self.port, self.options)  # checked against the model before anything slow
-        in_browser = None
+        in_browser = node = None
+        if self.options.tfjs:  # Node and chromium start while the SavedModel and tfjs are written
+            node = runners.NodeTfjsRunner(self.tmp / "tfjs", self.options.backends, work_root=self.tmp,
+                                          budget_s=self.options.verify_budget_s)
+            node.start()
         if self.options.tfjs and self.options.browser_backends:
             in_browser = runners.BrowserTfjsRunner(self.tmp / "tfjs", self.options.browser_backends,
                                                    repeat=browser.LATENCY_RUNS, work_root=self.tmp)
-            in_browser.start()  # chromium starts while the SavedModel and tfjs are written
+            in_browser.start()
         try:
-            return self._run(processing, in_browser)
+            return self._run(processing, node, in_browser)
         finally:
-            if in_browser is not None:
-                in_browser.close()
+            for runner in (node, in_browser):
+                if runner is not None:
+                    runner.close()
 
-    def _run(self, processing: dict, in_browser) -> dict:
+    def _run(self, processing: dict, node, in_browser) -> dict:
         port, tmp, options, step, timings = self.port, self.tmp, self.options, self.step, self.timings
         t = time.perf_counter()
         (tmp / "model_tf.py").write_text(port.source)
@@ -184,8 +189,6 @@ class _Export:
             fault("tfjs")
             timings["tfjs_convert_s"] = time.perf_counter() - t
             rtol = quantize.tfjs_rtol(port, options)
-            node = runners.NodeTfjsRunner(tmp / "tfjs", options.backends, work_root=tmp,
-                                          budget_s=options.verify_budget_s)
             # Small models: the SavedModel is checked here while Node and chromium run theirs. Large ones:
             # first, so its copy of the weights is gone before Node loads its own (the peak-memory bound).
             beside = node.weight_bytes() < runners.NodeTfjsRunner.PARALLEL_MAX_BYTES

@@ -520,7 +520,8 @@ def zero_size_problem(inputs: dict[str, np.ndarray], backend: str) -> str | None
 
 def run_many_tfjs(requests: list[tuple[Path, dict[str, np.ndarray]]], backends: tuple[str, ...] = ("cpu", "wasm"),
                   repeat: int = 1, work_root: Path | None = None,
-                  budget_s: float | None = None) -> list[dict[str, dict[str, np.ndarray] | ExportError] | BridgeError]:
+                  budget_s: float | None = None,
+                  session: NodeSession | None = None) -> list[dict[str, dict[str, np.ndarray] | ExportError] | BridgeError]:
     """Run many (model_dir, inputs) requests in one Node process; each model is loaded once per backend.
 
     A model_dir may appear in several requests (one per input set). Returns, in
@@ -532,6 +533,7 @@ def run_many_tfjs(requests: list[tuple[Path, dict[str, np.ndarray]]], backends: 
     ``budget_s``: per model and backend, the first request always runs and each later one only if the
     seconds spent so far plus its predicted seconds (the previous run's time per input element) fit;
     one left out is ``OVER_BUDGET`` in place of its outputs. Give the requests cheapest first.
+    ``session``: a ``NodeSession`` started ahead for these ``backends`` (one), used instead of a new process.
     Raises ExportError only when node itself is not usable.
     """
     reason = node_status()
@@ -551,11 +553,17 @@ def run_many_tfjs(requests: list[tuple[Path, dict[str, np.ndarray]]], backends: 
                 results[i] = e
         sent = [m for m in models.values() if isinstance(m, dict) and m["runs"]]
         if sent:
-            lines, crash, stderr = _run_node(work, sent, backends, budget_s)
+            try:
+                lines, crash, stderr = _run_node(work, sent, backends, budget_s, session)
+            finally:
+                if session is not None:
+                    session.close()  # a no-op once sent
             for m in sent:
                 for run in m["runs"]:
                     results[run["id"]] = {b: _backend_result(work, lines.get((run["id"], b)), crash, stderr, b)
                                           for b in backends}
+        elif session is not None:
+            session.close()
         for i, (_, inputs) in enumerate(requests):  # say why, instead of the backend's bare trap
             for b in backends:
                 why = zero_size_problem(inputs, b)
@@ -590,8 +598,43 @@ def _read_model(model_dir: Path) -> dict:
     }
 
 
+class NodeSession:
+    """run.mjs started ahead for one backend (``--wait``): Node starts, loads tfjs and initialises the
+    backend while the model is still being written, then waits on stdin for the request. ``send`` hands
+    it over (once); ``close`` ends a session that was never sent. The process dies with this one."""
+
+    def __init__(self, backend: str):
+        self.backend = (backend,)
+        self._proc = subprocess.Popen(["node", "--expose-gc", str(RUNNER), "--wait", str(js_dir().resolve()), backend],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, preexec_fn=dies_with_parent)
+
+    def send(self, request_path: Path) -> subprocess.Popen:
+        proc, self._proc = self._proc, None
+        try:
+            proc.stdin.write(f"{request_path}\n")
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it already died: its exit code and stderr say why
+        proc.stdin = None  # communicate() must not touch the closed pipe
+        return proc
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # no request: the runner exits
+        proc.stdin = None  # communicate() must not touch the closed pipe
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
 def _run_node(work: Path, models: list[dict], backends: tuple[str, ...],
-              budget_s: float | None = None) -> tuple[dict, str | None, str]:
+              budget_s: float | None = None, session: NodeSession | None = None) -> tuple[dict, str | None, str]:
     """Run the Node runner over the models: ({(run id, backend): result line}, crash or None, stderr tail)."""
     budget_ms = None if budget_s is None else round(budget_s * 1000)
     request = {"js_dir": str(js_dir().resolve()), "work_dir": str(work), "backends": list(backends),
@@ -600,8 +643,11 @@ def _run_node(work: Path, models: list[dict], backends: tuple[str, ...],
     (work / "request.json").write_text(json.dumps(request))
     timeout = RUN_TIMEOUT_S + RUN_TIMEOUT_PER_MODEL_S * (len(models) - 1)
     crash = None
-    proc = subprocess.Popen(["node", "--expose-gc", str(RUNNER), str(work / "request.json")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=dies_with_parent)
+    if session is not None and session.backend == tuple(backends):
+        proc = session.send(work / "request.json")
+    else:
+        proc = subprocess.Popen(["node", "--expose-gc", str(RUNNER), str(work / "request.json")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=dies_with_parent)
     try:
         faults.fault("node")  # a kill while Node runs (the crash tests)
         _, stderr = _wait_counting(proc, work / "result.jsonl", sum(len(m["runs"]) for m in models) * len(backends),

@@ -14,6 +14,7 @@
 //   Results are appended line by line, so a crash keeps what was done.
 //
 // Usage: node run.mjs REQUEST.json
+//    or: node run.mjs --wait JS_DIR BACKEND   (loads tfjs and BACKEND, then reads REQUEST.json's path on stdin)
 // REQUEST: {"js_dir", "work_dir", "backends": [..],
 //           "models": [{"model_dir", "outputs": [{"name", "node"}],
 //                       "budget_ms": null or ms (see runModel),
@@ -112,14 +113,44 @@ async function runModel(spec, req, backend, report) {
   }
 }
 
-async function main() {
-  // Typed arrays use the host's byte order; the exchange files are little-endian.
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('big-endian host: not supported');
-  const req = JSON.parse(await readFile(process.argv[2], 'utf8'));
-  const require = createRequire(join(req.js_dir, 'package.json'));
+function loadTfjs(jsDir) {
+  const require = createRequire(join(jsDir, 'package.json'));
   tf = require('@tensorflow/tfjs');
   const wasm = require('@tensorflow/tfjs-backend-wasm');
   wasm.setWasmPaths(dirname(require.resolve('@tensorflow/tfjs-backend-wasm')) + '/');
+}
+
+async function firstLine(stream) {
+  // The request path, or null when stdin closes without one (the export stopped first).
+  let text = '';
+  for await (const chunk of stream) {
+    text += chunk;
+    if (text.includes('\n')) break;
+  }
+  const line = text.split('\n')[0].trim();
+  return line || null;
+}
+
+async function main() {
+  // Typed arrays use the host's byte order; the exchange files are little-endian.
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('big-endian host: not supported');
+  let requestPath = process.argv[2];
+  if (requestPath === '--wait') {
+    // Started ahead (bridge.export.tfjs.NodeSession): load tfjs and start the backend now, while the
+    // model is still being written; the request path follows on stdin.
+    const [jsDir, backend] = process.argv.slice(3);
+    loadTfjs(jsDir);
+    try {
+      if (await tf.setBackend(backend)) await tf.ready();
+    } catch (e) {
+      // runModel sets the backend again and reports the failure with the runs
+    }
+    process.stdin.setEncoding('utf8');
+    requestPath = await firstLine(process.stdin);
+    if (requestPath === null) return;
+  }
+  const req = JSON.parse(await readFile(requestPath, 'utf8'));
+  if (!tf) loadTfjs(req.js_dir);
 
   const resultPath = join(req.work_dir, 'result.jsonl');
   const report = (run, backend, result) =>
