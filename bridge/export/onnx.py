@@ -537,12 +537,8 @@ def _web_result(work: Path, line: dict | None, crash: str | None):
 # ---------------------------------------------------------------- failures as parity results
 
 
-def _failed_diffs(ref, problem: str) -> list[parity.Diff]:
-    return [parity.Diff(name, list(np.shape(a)), float("inf"), float("inf"), 0.0, False, problem) for name, a in ref]
-
-
 def _failed_runtime(runtime: str, refs, problem: str) -> parity.RuntimeResult:
-    return parity.RuntimeResult(runtime, _failed_diffs(refs[0] if refs else [("model", np.zeros(0))], problem))
+    return parity.RuntimeResult(runtime, runners.failed_diffs(refs[0] if refs else [("model", np.zeros(0))], problem))
 
 
 def _first_line(exc) -> str:

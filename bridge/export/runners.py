@@ -84,7 +84,7 @@ class Merged:
         if run.skipped is not None:
             self._sets.setdefault(runtime, [])
             return
-        diffs = _failed(expected, run.error) if run.error is not None else compare(expected, run, runtime)
+        diffs = failed_diffs(expected, run.error) if run.error is not None else compare(expected, run, runtime)
         self._sets.setdefault(runtime, []).append(diffs)
 
     def result(self) -> dict[str, list[parity.Diff]]:
@@ -100,7 +100,8 @@ def collect(runs: dict[str, list[Run]], expected: list, compare: Compare) -> dic
     return merged.result()
 
 
-def _failed(ref, problem: str) -> list[parity.Diff]:
+def failed_diffs(ref, problem: str) -> list[parity.Diff]:
+    """Every output of ``ref`` (torch's (name, array) pairs) failed with ``problem``: a runtime that did not run."""
     pairs = ref if isinstance(ref, list) and all(isinstance(p, tuple) for p in ref) else [("model", np.zeros(0))]
     return [parity.Diff(name, list(np.shape(a)), float("inf"), float("inf"), 0.0, False, problem) for name, a in pairs]
 
