@@ -145,7 +145,9 @@ class _Export:
         if self.options.tfjs:  # Node and chromium start while the SavedModel and tfjs are written
             node = runners.NodeTfjsRunner(self.tmp / "tfjs", self.options.backends, work_root=self.tmp,
                                           budget_s=self.options.verify_budget_s)
-            node.start()
+            weights = sum(v.shape.num_elements() * v.dtype.size for v in self.port.tf_model.variables)
+            if weights < runners.NodeTfjsRunner.PARALLEL_MAX_BYTES:  # large models: seconds in minutes, and
+                node.start()  # idle Node processes would only add to the peak memory
         if self.options.tfjs and self.options.browser_backends:
             in_browser = runners.BrowserTfjsRunner(self.tmp / "tfjs", self.options.browser_backends,
                                                    repeat=browser.LATENCY_RUNS, work_root=self.tmp)
