@@ -177,49 +177,10 @@ class _Export:
                               quantize.tfjs_rtol(port, options))
         saved = runners.SavedModelRunner(tmp / "saved_model")
         if not options.tfjs:
-            step("verifying the SavedModel")
-            self.verify(saved, refs, port.tolerance.output.rtol, "savedmodel_verify_s", required=True)
+            self._verify_savedmodel(saved, refs)
         onnx_info = (onnx_route.write_and_verify(port, tmp, self.report, options, step, self.notes)
                      if options.onnx else None)
-        tfjs_info = quantized = None
-        if options.tfjs:
-            t = time.perf_counter()
-            step("converting to tfjs")
-            tfjs_info = tfjs.convert_to_tfjs(tmp / "saved_model", tmp / "tfjs",
-                                             metadata={**_metadata(port, self.report), **processing},
-                                             quantization=quantize.request(port, options))
-            fault("tfjs")
-            timings["tfjs_convert_s"] = time.perf_counter() - t
-            rtol = quantize.tfjs_rtol(port, options)
-            # Small models: the SavedModel is checked here while Node and chromium run theirs. Large ones:
-            # first, so its copy of the weights is gone before Node loads its own (the peak-memory bound).
-            beside = node.weight_bytes() < runners.NodeTfjsRunner.PARALLEL_MAX_BYTES
-            if not beside:
-                step("verifying the SavedModel")
-                self.verify(saved, refs, port.tolerance.output.rtol, "savedmodel_verify_s", required=True)
-            browser_refs = refs[: options.browser_sets]
-            step(("verifying the SavedModel, " if beside else "verifying ") +
-                 "tfjs in node (" + ", ".join(options.backends) + ")" +
-                 (" and chromium (" + ", ".join(options.browser_backends) + ")" if in_browser else ""))
-            with ThreadPoolExecutor(max_workers=2) as pool:  # Node and the browser are processes of their own
-                in_chromium = pool.submit(self.check, in_browser, browser_refs, rtol) if in_browser else None
-                in_node = pool.submit(self.check, node, refs, rtol)
-                if beside:
-                    self.record(self.check(saved, refs, port.tolerance.output.rtol, required=True),
-                                "savedmodel_verify_s", first=True)
-                self.record(in_node.result(), "tfjs_verify_s")
-                if _per_module_wanted(options, self.report) and tfjs.node_status() is None:
-                    t = time.perf_counter()
-                    step("per-module parity in tfjs")
-                    self.report.per_module_runtimes.update(_per_module_tfjs(port, options, self.notes))
-                    timings["tfjs_per_module_s"] = time.perf_counter() - t
-                if in_chromium is not None:
-                    self.record(in_chromium.result(), "browser_verify_s")
-                    if self.report.runtime(in_browser.names[0]).skipped is None:
-                        self.notes.append(f"browser checked on {len(browser_refs)} of {len(refs)} parity input sets")
-            quantized = quantize.report_section(port, options, tfjs_info, self.report, self.seen, self.notes)
-            _update_metadata(tmp / "tfjs" / "model.json", {"parity": _parity_summary(self.report),
-                                                           **quantize.metadata_patch(quantized)})
+        tfjs_info, quantized = self._tfjs(processing, refs, saved, node, in_browser) if options.tfjs else (None, None)
         gradients = None
         if options.check_gradients:
             t = time.perf_counter()
@@ -227,6 +188,52 @@ class _Export:
             timings["gradients_s"] = time.perf_counter() - t
         return {**_report_dict(port, self.report, tfjs_info, timings, gradients, self.notes), **processing,
                 "quantization": quantized, "latency": _latency_summary(self.latency), "onnx": onnx_info}
+
+    def _verify_savedmodel(self, saved, refs) -> None:
+        self.step("verifying the SavedModel")
+        self.verify(saved, refs, self.port.tolerance.output.rtol, "savedmodel_verify_s", required=True)
+
+    def _tfjs(self, processing: dict, refs, saved, node, in_browser) -> tuple[dict, dict | None]:
+        """Convert to tfjs and check it in Node and chromium (and the SavedModel beside them, for small
+        models); returns (tfjs info, quantization section)."""
+        port, tmp, options, step, timings = self.port, self.tmp, self.options, self.step, self.timings
+        t = time.perf_counter()
+        step("converting to tfjs")
+        tfjs_info = tfjs.convert_to_tfjs(tmp / "saved_model", tmp / "tfjs",
+                                         metadata={**_metadata(port, self.report), **processing},
+                                         quantization=quantize.request(port, options))
+        fault("tfjs")
+        timings["tfjs_convert_s"] = time.perf_counter() - t
+        rtol = quantize.tfjs_rtol(port, options)
+        # Small models: the SavedModel is checked here while Node and chromium run theirs. Large ones:
+        # first, so its copy of the weights is gone before Node loads its own (the peak-memory bound).
+        beside = node.weight_bytes() < runners.NodeTfjsRunner.PARALLEL_MAX_BYTES
+        if not beside:
+            self._verify_savedmodel(saved, refs)
+        browser_refs = refs[: options.browser_sets]
+        step(("verifying the SavedModel, " if beside else "verifying ") +
+             "tfjs in node (" + ", ".join(options.backends) + ")" +
+             (" and chromium (" + ", ".join(options.browser_backends) + ")" if in_browser else ""))
+        with ThreadPoolExecutor(max_workers=2) as pool:  # Node and the browser are processes of their own
+            in_chromium = pool.submit(self.check, in_browser, browser_refs, rtol) if in_browser else None
+            in_node = pool.submit(self.check, node, refs, rtol)
+            if beside:
+                self.record(self.check(saved, refs, port.tolerance.output.rtol, required=True),
+                            "savedmodel_verify_s", first=True)
+            self.record(in_node.result(), "tfjs_verify_s")
+            if _per_module_wanted(options, self.report) and tfjs.node_status() is None:
+                t = time.perf_counter()
+                step("per-module parity in tfjs")
+                self.report.per_module_runtimes.update(_per_module_tfjs(port, options, self.notes))
+                timings["tfjs_per_module_s"] = time.perf_counter() - t
+            if in_chromium is not None:
+                self.record(in_chromium.result(), "browser_verify_s")
+                if self.report.runtime(in_browser.names[0]).skipped is None:
+                    self.notes.append(f"browser checked on {len(browser_refs)} of {len(refs)} parity input sets")
+        quantized = quantize.report_section(port, options, tfjs_info, self.report, self.seen, self.notes)
+        _update_metadata(tmp / "tfjs" / "model.json", {"parity": _parity_summary(self.report),
+                                                       **quantize.metadata_patch(quantized)})
+        return tfjs_info, quantized
 
 
 def _processing(port, options: SaveOptions) -> dict:
