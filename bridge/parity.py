@@ -122,6 +122,12 @@ def _compare_values(name: str, ref: np.ndarray, got: np.ndarray, rtol: float) ->
         bad = int(np.count_nonzero(ref.astype(np.int64) != got.astype(np.int64)))
         return Diff(name, list(ref.shape), float(bad), float(bad), 0.0, bad == 0,
                     None if bad == 0 else f"{bad} integer values differ")
+    if ref.dtype == got.dtype == np.float32 and np.isfinite(ref).all() and np.isfinite(got).all():
+        # the common case, without float64 copies and masks: a float32 difference of two close values is
+        # exact (Sterbenz), and a max of float32 magnitudes is too; per-module parity compares every module
+        scale, err = float(np.max(np.abs(ref), initial=0.0)), float(np.max(np.abs(ref - got), initial=0.0))
+        bound = rtol * max(1.0, scale)
+        return Diff(name, list(ref.shape), err, err / scale if scale > 0 else err, bound, err <= bound)
     ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
     finite = np.isfinite(ref64)
     same_mask = np.array_equal(finite, np.isfinite(got64))
@@ -166,6 +172,7 @@ class ParityReport:
     n_inputs: int
     tolerance: dict = field(default_factory=dict)  # tolerances.Resolved.to_dict(): rtol in force and why
     per_module_runtimes: dict = field(default_factory=dict)  # runtime -> [Diff] beyond TF (e.g. tfjs-wasm)
+    per_module_inputs: int | None = None  # how many of the n_inputs sets per_module covers (None: all)
 
     @property
     def ok(self) -> bool:
@@ -194,6 +201,7 @@ class ParityReport:
     def to_dict(self) -> dict:
         return {"ok": self.ok, "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
                 "first_divergence": self.first_divergence, "n_inputs": self.n_inputs,
+                "per_module_inputs": self.n_inputs if self.per_module_inputs is None else self.per_module_inputs,
                 "tolerance": self.tolerance,
                 "runtimes": [r.to_dict() for r in self.runtimes],
                 "per_module": [asdict(d) for d in self.per_module],

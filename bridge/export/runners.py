@@ -143,11 +143,15 @@ class TFRunner(Runner):
     def __init__(self, port):
         self.port = port
 
-    def run(self, input_sets: list[tuple]) -> dict[str, list[Run]]:
-        """Takes torch input tuples (not feeds): the port runs on ``port.boundary_inputs``."""
+    def run(self, input_sets: list[tuple], taps: bool = True) -> dict[str, list[Run]]:
+        """Takes torch input tuples (not feeds): the port runs on ``port.boundary_inputs``; ``taps=False``
+        records no module outputs (``Run.extra`` is None)."""
         runs = []
         for inputs in input_sets:
-            got, seen = parity.tf_module_outputs(self.port.tf_model, self.port.boundary_inputs(inputs))
+            if taps:
+                got, seen = parity.tf_module_outputs(self.port.tf_model, self.port.boundary_inputs(inputs))
+            else:
+                got, seen = self.port.tf_model(*[parity.to_numpy(x) for x in self.port.boundary_inputs(inputs)]), None
             runs.append(Run(parity.flatten_outputs(self.port.outputs_in_torch_layout(got)), extra=seen))
         return {"tf": runs}
 

@@ -113,7 +113,7 @@ class _Export:
         self.port, self.tmp, self.options, self.step = port, tmp, options, step
         base = port.parity()
         self.report = parity.ParityReport(list(base.runtimes), base.per_module, base.n_inputs, base.tolerance,
-                                          dict(base.per_module_runtimes))
+                                          dict(base.per_module_runtimes), base.per_module_inputs)
         self.notes = list(port.notes)
         self.timings: dict[str, float] = {}
         self.latency: dict[str, list] = {}  # runtime -> ms per execution, per set (tfjs and browser)
