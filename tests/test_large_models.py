@@ -134,15 +134,49 @@ def test_streamed_model_matches_the_converters_in_node(cnn_port, cnn_saved, tmp_
         assert np.max(np.abs(y_stream - y_conv)) <= TOL
 
 
-def test_convert_to_tfjs_streams_above_the_threshold_only(table_saved, tmp_path, monkeypatch):
+class Reshaped(tf.Module):
+    """A weight reshaped in the graph: a computation on a weight alone, which the converter folds and
+    grappler cannot fold into its consumer (80 KB, above INLINE_BYTES: the streamed writer keeps it a
+    placeholder). A Transpose before a MatMul would not do: grappler makes it the MatMul's transpose_b."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = tf.Variable(np.arange(128 * 160, dtype=np.float32).reshape(128, 160) / 1e4, name="w")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 160], tf.float32, name="x")])
+    def __call__(self, x):
+        return {"y": tf.matmul(x, tf.reshape(self.w, [160, 128]))}
+
+
+@pytest.fixture(scope="module")
+def reshaped_saved(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reshaped") / "saved_model"
+    module = Reshaped()
+    tf.saved_model.save(module, str(out), signatures={"serving_default": module.__call__.get_concrete_function()})
+    return out
+
+
+def test_convert_to_tfjs_streams_where_the_graph_is_the_converters(table_saved, reshaped_saved, tmp_path,
+                                                                    monkeypatch):
     monkeypatch.delenv(tfjs_stream.ENV, raising=False)
     size = tfjs_stream.saved_model_weight_bytes(table_saved)
     assert size > 0
-    assert tfjs_stream.wanted(table_saved, threshold=size) and not tfjs_stream.wanted(table_saved, threshold=size + 1)
-    monkeypatch.setattr(tfjs_stream, "STREAM_ABOVE_BYTES", size)  # as if the model were past the 2 GB limit
+    assert tfjs_stream.mode(table_saved, threshold=size) == "stream"
+    assert tfjs_stream.mode(table_saved, threshold=size + 1) == "prefer"
+    assert tfjs_stream.mode(table_saved, quantization={"dtype": "uint8"}) is None
+    assert tfjs_stream.mode(table_saved, stream=False) is None
+    # below the threshold: streamed, since nothing in the graph computes on weights alone
     assert tfjs.convert_to_tfjs(table_saved, tmp_path / "a", metadata={}).get("writer") == "streamed"
-    monkeypatch.setattr(tfjs_stream, "STREAM_ABOVE_BYTES", size + 1)
-    assert "writer" not in tfjs.convert_to_tfjs(table_saved, tmp_path / "b", metadata={})
+    # a weight's Reshape: the converter folds it into a constant, so it writes this one
+    b = tfjs.convert_to_tfjs(reshaped_saved, tmp_path / "b", metadata={})
+    assert "writer" not in b and "Reshape" not in b["op_counts"]
+    with pytest.raises(tfjs_stream.NotStreamable, match="computes on weights.*Reshape"):
+        tfjs_stream.convert_to_tfjs_streamed(reshaped_saved, tmp_path / "c", metadata={}, same_graph=True)
+    monkeypatch.setattr(tfjs_stream, "STREAM_ABOVE_BYTES", size)  # as if the model were past the 2 GB limit
+    d = tfjs.convert_to_tfjs(reshaped_saved, tmp_path / "d", metadata={})
+    assert d.get("writer") == "streamed" and d["op_counts"].get("Reshape") == 1  # streamed all the same
+    monkeypatch.setenv(tfjs_stream.ENV, "0")
+    assert "writer" not in tfjs.convert_to_tfjs(table_saved, tmp_path / "e", metadata={})
     monkeypatch.setenv(tfjs_stream.ENV, "1")
     assert tfjs_stream.wanted(table_saved)
     with pytest.raises(BadInputError):

@@ -82,14 +82,17 @@ def convert_to_tfjs(saved_model_dir: Path, out_dir: Path, *, metadata: dict,
     Returns {"op_counts", "transpose_count", "weights_bytes"} (+ "quantization": ``quantize.summarize``).
     Raises ExportError (BadInputError for a quantization pattern that selects no weight).
     ``stream``: use the streamed writer (tfjs_stream.py: no frozen graph, one weight in memory at a time);
-    None decides by the SavedModel's size (tfjs_stream.wanted), falling back here when it cannot stream.
+    None decides (tfjs_stream.mode): streamed when it writes the converter's graph or the model is too large
+    for the converter, falling back to the converter when it cannot stream.
     """
     from . import tfjs_stream
 
-    if tfjs_stream.wanted(saved_model_dir, stream, quantization):
+    how = tfjs_stream.mode(saved_model_dir, stream, quantization)
+    if how is not None:
+        saved_model_dir, out_dir = _checked_job((saved_model_dir, out_dir, metadata), [])
         try:
             return tfjs_stream.convert_to_tfjs_streamed(saved_model_dir, out_dir, metadata=metadata,
-                                                        signature=signature)
+                                                        signature=signature, same_graph=how == "prefer")
         except tfjs_stream.NotStreamable:
             if stream:
                 raise
