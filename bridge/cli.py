@@ -72,8 +72,9 @@ def _parse_processing(flags: dict):
 @click.option("--no-tfjs", is_flag=True, help="Skip the tfjs export and its verification.")
 @click.option("--backends", default="cpu,wasm", show_default=True, help="tfjs backends to verify in node.")
 @click.option("--verify-budget", default="4", show_default=True, metavar="SECONDS|all",
-              help="Seconds each Node tfjs backend may spend on parity input sets after its cheapest one (sets "
-                   "run cheapest first; what is left out is noted). 'all' runs every set on every backend.")
+              help="Seconds each tfjs backend (Node: CPU time; the browser: its page's time) may spend on parity "
+                   "input sets after its cheapest one (sets run cheapest first; what is left out is noted). 'all' "
+                   "runs every set on every Node backend and the first two in the browser.")
 @click.option("--allow-nonfinite", is_flag=True, help="Accept NaN/Inf in the checkpoint's weights.")
 @click.option("--seed", default=0, show_default=True, help="Seed for example and parity inputs.")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="KEY=RTOL",

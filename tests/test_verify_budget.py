@@ -111,3 +111,23 @@ def test_node_started_ahead_gives_the_same_outputs(free_port, tmp_path, node_or_
     proc = unused._proc
     unused.close()
     assert proc.returncode == 0
+
+
+@pytest.mark.browser
+def test_browser_budget_runs_the_cheapest_set_and_says_what_it_left_out(free_port, tmp_path, browser_or_skip):
+    """Chromium gets the two cheapest parity sets; with a budget of 0 it runs the cheapest only (with its
+    latency repeats), with none it runs the first two, as the browser check always did."""
+    refs = [(savedmodel.feeds_for(free_port, x), free_port.torch_outputs(x, boundary=True))
+            for x in free_port.parity_inputs()]
+    free_port.save(tmp_path / "out", browser_backends=(), backends=(), per_module_tfjs=False)
+    sizes = [sum(a.size for a in feeds.values()) for feeds, _ in refs]
+    smallest = sizes.index(min(sizes))
+    offered = [refs[0], refs[smallest]]
+    in_browser = runners.BrowserTfjsRunner(tmp_path / "out" / "tfjs", ("webgl",), repeat=3, budget_s=0)
+    checked = runners.check(in_browser, offered, free_port.tolerance.output.rtol)
+    assert [len(ms) for ms in checked.latency["browser-webgl"]] == [0, 3]  # the example left out
+    assert checked.results[0].ok and checked.results[0].skipped is None
+    assert "not checked: browser-webgl on 1 of 2 browser input sets: over its 0 s verify budget" in " ".join(checked.notes)
+    unbudgeted = runners.check(runners.BrowserTfjsRunner(tmp_path / "out" / "tfjs", ("webgl",)), offered,
+                               free_port.tolerance.output.rtol)
+    assert [len(ms) for ms in unbudgeted.latency["browser-webgl"]] == [1, 1] and unbudgeted.results[0].ok

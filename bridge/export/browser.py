@@ -49,6 +49,7 @@ _CONSOLE_LINES_IN_MESSAGE = 8
 _PLAYWRIGHT_FILE = "node_modules/playwright-core/package.json"
 LATENCY_RUNS = 5  # executions of the first input set when bridge convert measures browser latency (1 cold + 4 warm)
 WARM_BUDGET_MS = 2000  # warm runs stop once they took this long together (big models on SwiftShader)
+OVER_BUDGET = "over budget"  # run_browser_many: in place of a backend's outputs for a set its budget left out
 
 
 class BrowserOutputs(dict):
@@ -122,13 +123,17 @@ def run_browser(model_dir: Path, inputs: dict[str, np.ndarray],
 
 def run_browser_many(model_dir: Path, input_sets: list[dict[str, np.ndarray]],
                      backends: tuple[str, ...] = BACKENDS, repeat: int = 1,
-                     work_root: Path | None = None, session: "BrowserSession | None" = None) -> list[BrowserOutputs]:
+                     work_root: Path | None = None, session: "BrowserSession | None" = None,
+                     budget_s: float | None = None) -> list[BrowserOutputs]:
     """Every input set in one browser launch: each backend's page loads the model once and runs them all.
 
     ``work_root``: where the exchange folder goes (default: the system's temporary folder).
     ``session``: a BrowserSession started earlier (its chromium already launched and its pages
     initialised while the model was being written); by default one is started here.
     Returns one BrowserOutputs per input set, in order (``info`` and ``browser`` are the launch's).
+    ``budget_s``: per backend, the first set always runs and each later one only if the page's time so far
+    plus its predicted time fits (give the sets cheapest first); a set left out has ``OVER_BUDGET`` in
+    place of that backend's outputs.
     """
     if session is None:
         _check_runnable(backends)
@@ -147,6 +152,7 @@ def run_browser_many(model_dir: Path, input_sets: list[dict[str, np.ndarray]],
                 "js_dir": str(js_dir().resolve()), "model_dir": str(model_dir), "work_dir": str(work),
                 "backends": list(backends), "repeat": max(1, int(repeat)), "warm_budget_ms": WARM_BUDGET_MS,
                 "timeouts_s": {"backend": BACKEND_TIMEOUT_S, "total": RUN_TIMEOUT_S},
+                "budget_ms": None if budget_s is None else round(budget_s * 1000),
                 "runs": [{"id": i, "inputs": write_inputs(work, inputs, bridge["input_nodes"], nodes, prefix=f"r{i}_")}
                          for i, inputs in enumerate(input_sets)],
                 "outputs": [{"name": k, "node": v} for k, v in bridge["output_nodes"].items()],
@@ -242,7 +248,8 @@ def _read_results(work: Path, stderr: str, n_sets: int) -> list[BrowserOutputs]:
     runs = {b: {run["id"]: run for run in r["runs"]} for b, r in backends.items()}
     out = []
     for i in range(n_sets):
-        arrays = {b: {o["name"]: read_array(work / o["file"], o) for o in runs[b][i]["outputs"]} for b in backends}
+        arrays = {b: OVER_BUDGET if runs[b][i].get("over_budget") else
+                  {o["name"]: read_array(work / o["file"], o) for o in runs[b][i]["outputs"]} for b in backends}
         out.append(BrowserOutputs(arrays, info, result["browser"], {b: runs[b][i].get("ms", []) for b in backends}))
     return out
 

@@ -289,11 +289,13 @@ class BrowserTfjsRunner(Runner):
 
     what = "the tfjs model in a browser"
 
-    def __init__(self, model_dir: Path, backends: tuple[str, ...], repeat: int = 1, work_root: Path | None = None):
+    def __init__(self, model_dir: Path, backends: tuple[str, ...], repeat: int = 1, work_root: Path | None = None,
+                 budget_s: float | None = None):
         self.model_dir, self.backends, self.repeat = Path(model_dir), tuple(backends), repeat
         self.names = tuple(f"browser-{b}" for b in self.backends)
         self.notes = ()
         self.work_root = work_root
+        self.budget_s = budget_s  # as NodeTfjsRunner's, in the page's wall time: cheapest sets first
 
     def unavailable(self) -> str | None:
         from . import browser
@@ -319,15 +321,29 @@ class BrowserTfjsRunner(Runner):
         from . import browser
 
         session, self._session = getattr(self, "_session", None), None
+        order = (sorted(range(len(feed_sets)), key=lambda i: _elements(feed_sets[i])) if self.budget_s is not None
+                 else list(range(len(feed_sets))))
         try:
-            results = browser.run_browser_many(self.model_dir, feed_sets, self.backends, repeat=self.repeat,
-                                               work_root=self.work_root, session=session)
+            ran = browser.run_browser_many(self.model_dir, [feed_sets[i] for i in order], self.backends,
+                                           repeat=self.repeat, work_root=self.work_root, session=session,
+                                           budget_s=self.budget_s)
         finally:
             if session is not None:
                 session.close()
+        results = [None] * len(feed_sets)
+        for i, r in zip(order, ran):
+            results[i] = r
         notes = []
         for backend, info in (results[0].info if results else {}).items():
             if info.get("float32_textures") is False:
                 notes.append(f"browser {backend}: float16 textures only, expect errors near 1e-3")
         self.notes = tuple(notes)
-        return {f"browser-{b}": [Run(r[b], list(r.ms.get(b, []))) for r in results] for b in self.backends}
+        runs = {}
+        for b in self.backends:
+            left_out = sum(r[b] is browser.OVER_BUDGET for r in results)
+            why = left_out and (f"browser-{b} on {left_out} of {len(feed_sets)} browser input sets: over its "
+                                f"{self.budget_s:g} s verify budget (cheapest sets run first; --verify-budget all "
+                                "runs every set)")
+            runs[f"browser-{b}"] = [Run(skipped=why) if r[b] is browser.OVER_BUDGET else Run(r[b], list(r.ms.get(b, [])))
+                                    for r in results]
+        return runs

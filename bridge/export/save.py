@@ -38,6 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .. import __version__, codegen, parity
 from ..errors import BadInputError, ExportError, ParityError
 from . import browser, permodule, quantize, runners, samples, savedmodel, tfjs
@@ -150,7 +152,8 @@ class _Export:
                 node.start()  # idle Node processes would only add to the peak memory
         if self.options.tfjs and self.options.browser_backends:
             in_browser = runners.BrowserTfjsRunner(self.tmp / "tfjs", self.options.browser_backends,
-                                                   repeat=browser.LATENCY_RUNS, work_root=self.tmp)
+                                                   repeat=browser.LATENCY_RUNS, work_root=self.tmp,
+                                                   budget_s=self.options.verify_budget_s)
             in_browser.start()
         try:
             return self._run(processing, node, in_browser)
@@ -210,7 +213,7 @@ class _Export:
         beside = node.weight_bytes() < runners.NodeTfjsRunner.PARALLEL_MAX_BYTES
         if not beside:
             self._verify_savedmodel(saved, refs)
-        browser_refs = refs[: options.browser_sets]
+        browser_refs = _browser_sets(refs, options)
         step(("verifying the SavedModel, " if beside else "verifying ") +
              "tfjs in node (" + ", ".join(options.backends) + ")" +
              (" and chromium (" + ", ".join(options.browser_backends) + ")" if in_browser else ""))
@@ -229,11 +232,21 @@ class _Export:
             if in_chromium is not None:
                 self.record(in_chromium.result(), "browser_verify_s")
                 if self.report.runtime(in_browser.names[0]).skipped is None:
-                    self.notes.append(f"browser checked on {len(browser_refs)} of {len(refs)} parity input sets")
+                    ran = sum(bool(ms) for ms in self.latency.get(in_browser.names[0], []))
+                    self.notes.append(f"browser checked on {ran} of {len(refs)} parity input sets")
         quantized = quantize.report_section(port, options, tfjs_info, self.report, self.seen, self.notes)
         _update_metadata(tmp / "tfjs" / "model.json", {"parity": _parity_summary(self.report),
                                                        **quantize.metadata_patch(quantized)})
         return tfjs_info, quantized
+
+
+def _browser_sets(refs: list, options: SaveOptions) -> list:
+    """The parity sets offered to the browser, in their own order: the first ``browser_sets``, or with a verify
+    budget the ``browser_sets`` cheapest (fewest input elements), of which the budget may run fewer."""
+    if options.verify_budget_s is None:
+        return refs[: options.browser_sets]
+    size = [sum(int(np.size(a)) for a in feeds.values()) for feeds, _ in refs]
+    return [refs[i] for i in sorted(sorted(range(len(refs)), key=lambda i: size[i])[: options.browser_sets])]
 
 
 def _processing(port, options: SaveOptions) -> dict:

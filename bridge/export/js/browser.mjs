@@ -32,7 +32,10 @@
 // REQUEST: {"js_dir", "model_dir", "work_dir", "backends": [..], "outputs": [{"name", "node"}],
 //           "runs": [{"id", "inputs": [{"node", "dtype", "shape", "file"}]}], "chromium": path,
 //           "repeat": N (executions of the first input set, default 1; the others run once),
-//           "warm_budget_ms": warm runs stop once they took this long together, "timeouts_s": {"backend", "total"}}
+//           "warm_budget_ms": warm runs stop once they took this long together, "timeouts_s": {"backend", "total"},
+//           "budget_ms": null or ms: runs come cheapest first; the first always runs (with its repeats), a
+//           later one only if the page's time so far plus its predicted time (the first set's last warm
+//           execution per input element) fits; one left out is {"id", "over_budget": true}}
 // Input and output files are raw little-endian arrays (float32, int32, bool as
 // uint8) relative to work_dir. The runner writes work_dir/result.json:
 //   {"browser": "156.0...", "backends": {"webgl": {"ok": true, "info": {..},
@@ -196,7 +199,7 @@ async function initBackend({ backend }) {
   return info;
 }
 
-async function runInPage({ backend, base, runs, outputs, repeat, warmBudgetMs }) {
+async function runInPage({ backend, base, runs, outputs, repeat, warmBudgetMs, budgetMs }) {
   const tf = window.tf;
   const io = window.bridgeIO;
   if (tf.getBackend() !== backend) throw new Error(`the page runs '${tf.getBackend()}', not '${backend}'`);
@@ -209,14 +212,23 @@ async function runInPage({ backend, base, runs, outputs, repeat, warmBudgetMs })
     async (path) => (await get(`model/${path}`)).arrayBuffer()));
   const nodes = outputs.map((o) => o.node);
   const done = [];
+  let spent = 0;
+  let msPerElement = 0;
   try {
     for (const run of runs) { // every input set on one loaded model; the first run of the first is the cold one
+      const elements = run.inputs.reduce((n, inp) => n + inp.shape.reduce((a, b) => a * b, 1), 0);
+      if (budgetMs !== null && done.length && spent + msPerElement * elements > budgetMs) {
+        done.push({ id: run.id, over_budget: true });
+        continue;
+      }
       const feeds = await io.makeFeeds(tf, run.inputs, async (inp) => (await get(`exchange/${inp.file}`)).arrayBuffer());
       let out = [];
       try {
         // latency from the first set (its first run is the cold one); the other sets run once
         const timed = await io.timedRuns(tf, model, feeds, nodes, done.length ? 1 : repeat, warmBudgetMs);
         out = timed.out;
+        spent += timed.ms.reduce((a, b) => a + b, 0);
+        if (!done.length) msPerElement = timed.ms[timed.ms.length - 1] / Math.max(elements, 1);
         const written = [];
         for (const [i, t] of out.entries()) {
           const file = `out_${backend}_${run.id}_${i}.bin`;
@@ -274,7 +286,7 @@ async function runBackend(entry, site, backend, req) {
     if (entry.error) throw new Error(entry.error);
     const seconds = req.timeouts_s.backend; // for loading the model and running every set
     const arg = { backend, base: site.base, runs: req.runs, outputs: req.outputs, repeat: req.repeat || 1,
-      warmBudgetMs: req.warm_budget_ms || 1e12 };
+      warmBudgetMs: req.warm_budget_ms || 1e12, budgetMs: req.budget_ms ?? null };
     const done = await withTimeout(entry.page.evaluate(runInPage, arg), seconds, `the ${backend} run (${seconds} s budget)`);
     return { ok: true, info: entry.info, ...done, console: entry.console };
   } catch (e) {
