@@ -56,6 +56,7 @@ class Port:
     notes: list = field(default_factory=list)  # e.g. checkpoint unwrapping and dtype casts
     checkpoint: object = None  # checkpoint.Checkpoint when converted from a file
     timings: dict = field(default_factory=dict)  # seconds of convert's steps (trace, build, ...), for report.json
+    serving_fn: object = field(default=None, repr=False)  # savedmodel.serving_function, once traced for free dims
     _parity: parity.ParityReport | None = None
 
     @property
@@ -327,7 +328,7 @@ def _follows(port: Port, dims: list) -> bool:
     larger, and smaller where torch runs at a quarter of the size."""
     import tensorflow as tf
 
-    from .export.savedmodel import tf_dtype
+    from .export.savedmodel import serving_function, tf_dtype
 
     if not any(dims):
         return True
@@ -336,8 +337,12 @@ def _follows(port: Port, dims: list) -> bool:
              for i, (x, free) in enumerate(zip(port.example_inputs, dims))]
     sets = [other_lengths(port.example_inputs, dims, port.options.seed + 2), _smaller_inputs(port, dims)]
     try:
-        fn = tf.function(lambda *a: [t for _, t in parity.flatten_outputs(port.tf_model(*a))], input_signature=specs,
-                         autograph=False)
+        if dims == port.dynamic_dims:  # the exported signature: the SavedModel reuses this trace
+            port.serving_fn = serving = serving_function(port)
+            fn = lambda *a: list(serving(*a).values())  # noqa: E731 - in port.output_names order
+        else:
+            fn = tf.function(lambda *a: [t for _, t in parity.flatten_outputs(port.tf_model(*a))],
+                             input_signature=specs, autograph=False)
         for inputs in (s for s in sets if s is not None):
             got = fn(*[tf.constant(parity.to_numpy(x).astype(s.dtype.as_numpy_dtype))
                        for x, s in zip(port.boundary_inputs(inputs), specs)])

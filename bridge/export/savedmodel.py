@@ -56,7 +56,9 @@ def serving_function(port):
 
 
 def save_savedmodel(port, out_dir: Path) -> None:
-    fn = serving_function(port)
+    fn = port.serving_fn  # traced already when the free dims were checked (api._follows), if they were kept
+    if fn is None or list(fn.input_signature) != input_specs(port):
+        fn = serving_function(port)
     tf.saved_model.save(port.tf_model, str(out_dir), signatures={"serving_default": fn.get_concrete_function()})
 
 
