@@ -24,6 +24,11 @@ GPT-2 and a Linear stack gave the converter's graph or a better one: scripts/com
 by anything other than ``ReadVariableOp``/``ResourceGather`` (inside a While body, say) raises
 ``NotStreamable``, and the caller uses the converter instead.
 
+When it runs (``mode``): always from STREAM_ABOVE_BYTES of weights, and below that wherever the optimized
+graph has no computation on weights left (``weight_computations``), since then the converter would write
+the same model.json, only slower (it freezes every weight into one GraphDef and re-imports it: ResNet-50
+13.8 s against 3.8 s here); a graph with such computations goes to the converter, which folds them.
+
 Memory: the graph without weights, plus one weight at a time. It runs in the calling process, which must run
 TF with oneDNN off as the converter must (``tfjs.in_process_problem``); otherwise it raises NotStreamable.
 """
@@ -53,8 +58,9 @@ _AUTO_DTYPES = {np.dtype(np.int64): np.dtype(np.int32), np.dtype(np.float64): np
 _TFJS_WEIGHT_DTYPES = {"float32", "int32", "bool", "uint8", "float16", "uint16", "complex64"}
 
 
-# default: stream from 256 MiB of variables. The converter's peak is about 18x the weights (3 GB more for a
-# 160 MB Linear stack, 3.4 GB for GPT-2 at 196 MB): below this it stays a few GB, and its graph is the reference
+# stream from 256 MiB of variables whatever the graph. The converter's peak is about 18x the weights (3 GB more
+# for a 160 MB Linear stack, 3.4 GB for GPT-2 at 196 MB): below this it stays a few GB, so where its graph would
+# differ (it folds computations on weights) the converter writes it
 STREAM_ABOVE_BYTES = 256 << 20
 ENV = "BRIDGE_TFJS_STREAM"  # "1": always stream, "0": never, unset/"auto": by STREAM_ABOVE_BYTES
 
