@@ -58,12 +58,16 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x).mean((2, 3)))
 
 
-@pytest.fixture(scope="module")
-def table_saved(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("table") / "saved_model"
-    module = Table()
+def _saved(tmp_path_factory, module: tf.Module, name: str) -> Path:
+    """``module`` as a SavedModel whose serving signature is its ``__call__``."""
+    out = tmp_path_factory.mktemp(name) / "saved_model"
     tf.saved_model.save(module, str(out), signatures={"serving_default": module.__call__.get_concrete_function()})
     return out
+
+
+@pytest.fixture(scope="module")
+def table_saved(tmp_path_factory) -> Path:
+    return _saved(tmp_path_factory, Table(), "table")
 
 
 @pytest.fixture(scope="module")
@@ -150,10 +154,7 @@ class Reshaped(tf.Module):
 
 @pytest.fixture(scope="module")
 def reshaped_saved(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("reshaped") / "saved_model"
-    module = Reshaped()
-    tf.saved_model.save(module, str(out), signatures={"serving_default": module.__call__.get_concrete_function()})
-    return out
+    return _saved(tmp_path_factory, Reshaped(), "reshaped")
 
 
 def test_convert_to_tfjs_streams_where_the_graph_is_the_converters(table_saved, reshaped_saved, tmp_path,
