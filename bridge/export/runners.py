@@ -232,7 +232,7 @@ class NodeTfjsRunner(Runner):
                 else:
                     runs[self.prefix + b][i] = Run(skipped=why)
             if ok:
-                jobs.append((b, sorted(ok, key=lambda i: _elements(feed_sets[i])) if self.budget_s is not None else ok))
+                jobs.append((b, sorted(ok, key=lambda i: elements(feed_sets[i])) if self.budget_s is not None else ok))
         workers = len(jobs) if self.weight_bytes() < self.PARALLEL_MAX_BYTES else 1
         if workers == 1:
             _return_freed_memory()  # Node is about to load the weights again: give back what this process freed
@@ -249,9 +249,8 @@ class NodeTfjsRunner(Runner):
         for (b, sets), results in zip(jobs, done):
             left_out = [i for i, result in zip(sets, results)
                         if not isinstance(result, ExportError) and result[b] is tfjs.OVER_BUDGET]
-            why = left_out and (f"{self.prefix}{b} on {len(left_out)} of {len(feed_sets)} parity input sets: over "
-                                f"its {self.budget_s:g} s verify budget (cheapest sets run first; --verify-budget "
-                                "all runs every set)")
+            why = left_out and _over_budget(f"{self.prefix}{b}", len(left_out), len(feed_sets), "parity input sets",
+                                            self.budget_s)
             for i, result in zip(sets, results):
                 if isinstance(result, ExportError):
                     raise result
@@ -267,7 +266,14 @@ class NodeTfjsRunner(Runner):
         return runs
 
 
-def _elements(feeds: dict) -> int:
+def _over_budget(runtime: str, left_out: int, total: int, what: str, budget_s: float) -> str:
+    """Why a runtime skipped sets: its verify budget (the note every budgeted runner gives)."""
+    return (f"{runtime} on {left_out} of {total} {what}: over its {budget_s:g} s verify budget (cheapest sets run "
+            "first; --verify-budget all runs every set)")
+
+
+def elements(feeds: dict) -> int:
+    """Input elements of one feed set: how the budgeted runners order sets, cheapest first."""
     return sum(int(np.size(a)) for a in feeds.values())
 
 
@@ -321,7 +327,7 @@ class BrowserTfjsRunner(Runner):
         from . import browser
 
         session, self._session = getattr(self, "_session", None), None
-        order = (sorted(range(len(feed_sets)), key=lambda i: _elements(feed_sets[i])) if self.budget_s is not None
+        order = (sorted(range(len(feed_sets)), key=lambda i: elements(feed_sets[i])) if self.budget_s is not None
                  else list(range(len(feed_sets))))
         try:
             ran = browser.run_browser_many(self.model_dir, [feed_sets[i] for i in order], self.backends,
@@ -341,9 +347,7 @@ class BrowserTfjsRunner(Runner):
         runs = {}
         for b in self.backends:
             left_out = sum(r[b] is browser.OVER_BUDGET for r in results)
-            why = left_out and (f"browser-{b} on {left_out} of {len(feed_sets)} browser input sets: over its "
-                                f"{self.budget_s:g} s verify budget (cheapest sets run first; --verify-budget all "
-                                "runs every set)")
+            why = left_out and _over_budget(f"browser-{b}", left_out, len(feed_sets), "browser input sets", self.budget_s)
             runs[f"browser-{b}"] = [Run(skipped=why) if r[b] is browser.OVER_BUDGET else Run(r[b], list(r.ms.get(b, [])))
                                     for r in results]
         return runs

@@ -38,8 +38,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .. import __version__, codegen, parity
 from ..errors import BadInputError, ExportError, ParityError
 from . import browser, permodule, quantize, runners, samples, savedmodel, tfjs
@@ -245,7 +243,7 @@ def _browser_sets(refs: list, options: SaveOptions) -> list:
     budget the ``browser_sets`` cheapest (fewest input elements), of which the budget may run fewer."""
     if options.verify_budget_s is None:
         return refs[: options.browser_sets]
-    size = [sum(int(np.size(a)) for a in feeds.values()) for feeds, _ in refs]
+    size = [runners.elements(feeds) for feeds, _ in refs]
     return [refs[i] for i in sorted(sorted(range(len(refs)), key=lambda i: size[i])[: options.browser_sets])]
 
 
