@@ -138,6 +138,61 @@ def test_streamed_model_matches_the_converters_in_node(cnn_port, cnn_saved, tmp_
         assert np.max(np.abs(y_stream - y_conv)) <= TOL
 
 
+WEIGHT_STREAM_CHECK = """
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+const [io, jsDir, specsJson, ...shardFiles] = process.argv.slice(2);
+const { weightStream } = await import(pathToFileURL(io).href);
+const tf = createRequire(jsDir + '/package.json')('@tensorflow/tfjs');
+const fs = await import('node:fs');
+const specs = JSON.parse(specsJson);
+const shards = Object.fromEntries(shardFiles.map((p) => [p, fs.readFileSync(p)]));
+const read = async (p) => { const b = shards[p]; return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength); };
+const all = Buffer.concat(shardFiles.map((p) => shards[p]));
+const want = tf.io.decodeWeights(all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength), specs);
+const got = await tf.io.decodeWeightsStream(weightStream(specs, shardFiles, read), specs);
+const out = {};
+for (const s of specs) out[s.name] = [Array.from(got[s.name].dataSync()), Array.from(want[s.name].dataSync()), got[s.name].shape];
+const reader = weightStream(specs, shardFiles, read).getReader();
+const chunks = [];
+for (let r = await reader.read(); !r.done; r = await reader.read()) chunks.push(r.value.byteLength);
+console.log(JSON.stringify({ out, chunks }));
+"""
+
+
+@pytest.mark.parametrize("shard_bytes", [3, 7, 64, 10_000])
+def test_the_weight_stream_cuts_one_chunk_per_weight_across_any_shards(tmp_path, node_or_skip, shard_bytes):
+    """tfjs_io.mjs's weightStream (what tfjs loads weights from, in Node and the page): weights that span
+    shards, that end on a shard's edge, that are empty, and of every stored width decode as tfjs's
+    whole-buffer decoder reads them."""
+    import subprocess
+
+    from bridge.export.exchange import JS_DIR, js_dir
+
+    rng = np.random.default_rng(3)
+    arrays = [("a", rng.standard_normal((3, 5)).astype("<f4")), ("empty", np.zeros((0, 4), "<f4")),
+              ("ids", np.arange(-3, 6, dtype="<i4")), ("mask", np.array([1, 0, 1], np.uint8)),
+              ("b", rng.standard_normal(9).astype("<f4")), ("last_empty", np.zeros((2, 0), "<f4"))]
+    dtypes = {"float32": "float32", "int32": "int32", "uint8": "bool"}
+    specs = [{"name": n, "shape": list(a.shape), "dtype": dtypes[a.dtype.name]} for n, a in arrays]
+    data = b"".join(a.tobytes() for _, a in arrays)
+    paths = []
+    for k in range(0, len(data), shard_bytes):
+        paths.append(str(tmp_path / f"shard{len(paths)}.bin"))
+        Path(paths[-1]).write_bytes(data[k:k + shard_bytes])
+    script = tmp_path / "check.mjs"
+    script.write_text(WEIGHT_STREAM_CHECK)
+    run = subprocess.run(["node", str(script), str(JS_DIR / "tfjs_io.mjs"), str(js_dir()), json.dumps(specs), *paths],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got.pop("chunks") == [a.nbytes for _, a in arrays if a.size]  # what keeps tfjs's decoder linear
+    got = got["out"]
+    for name, a in arrays:
+        values, want, shape = got[name]
+        assert shape == list(a.shape) and values == want == a.astype(np.float64).ravel().tolist()
+
+
 class Reshaped(tf.Module):
     """A weight reshaped in the graph: a computation on a weight alone, which the converter folds and
     grappler cannot fold into its consumer (80 KB, above INLINE_BYTES: the streamed writer keeps it a

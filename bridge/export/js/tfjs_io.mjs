@@ -15,9 +15,9 @@ export const TYPED = { float32: Float32Array, int32: Int32Array, bool: Uint8Arra
 const GC_EVERY_BYTES = 64 * 2 ** 20;
 const READ_AHEAD = 4; // weight shards in flight at once (4 MB each)
 
-// An IOHandler: readJSON() gives model.json, readBytes(path) one shard's ArrayBuffer. The shards are
-// handed to tfjs as a stream (getWeightStream), so the model loads one shard at a time and no
-// whole-model buffer exists beside the weights themselves (a 1.4 GB model would otherwise hold ~3x).
+// An IOHandler: readJSON() gives model.json, readBytes(path) one shard's ArrayBuffer. The weights are
+// handed to tfjs as a stream (getWeightStream, below), so the model loads a few shards at a time and
+// no whole-model buffer exists beside the weights themselves (a 1.4 GB model would otherwise hold ~3x).
 export function graphModelHandler(tf, readJSON, readBytes) {
   return {
     load: async () => {
@@ -31,43 +31,102 @@ export function graphModelHandler(tf, readJSON, readBytes) {
       }
       const artifacts = await tf.io.getModelArtifactsForJSON(modelJSON, async () => [specs, new ArrayBuffer(0)]);
       delete artifacts.weightData;
-      artifacts.getWeightStream = () => {
-        // shards are read READ_AHEAD at a time (in order), not one after the other: in chromium each is an
-        // HTTP request, and 25 of them in a row took seconds of a ResNet-50's load
-        let i = 0;
-        let sinceGc = 0;
-        const pending = [];
-        const fill = () => {
-          while (pending.length < READ_AHEAD && i < paths.length) {
-            const read = readBytes(paths[i++]);
-            read.catch(() => {}); // a failure surfaces when its turn is awaited, not as an unhandled rejection
-            pending.push(read);
-          }
-        };
-        return new ReadableStream({
-          async pull(controller) {
-            fill();
-            if (!pending.length) {
-              controller.close();
-              return;
-            }
-            const bytes = new Uint8Array(await pending.shift());
-            fill();
-            // tfjs copies each weight out of these chunks (into the wasm heap, say); the chunks are garbage
-            // at once, but V8 collects them lazily. Where gc is exposed (run.mjs runs node --expose-gc),
-            // collect every GC_EVERY_BYTES so they do not pile up to a second copy of the model.
-            sinceGc += bytes.byteLength;
-            if (sinceGc >= GC_EVERY_BYTES && typeof globalThis.gc === 'function') {
-              globalThis.gc();
-              sinceGc = 0;
-            }
-            controller.enqueue(bytes);
-          },
-        });
-      };
+      artifacts.getWeightStream = () => weightStream(specs, paths, readBytes);
       return artifacts;
     },
   };
+}
+
+// Bytes per stored value, by dtype (a quantized weight is stored in its quantization dtype).
+const STORED_BYTES = { float32: 4, int32: 4, bool: 1, complex64: 8, float16: 2, uint16: 2, uint8: 1 };
+
+function weightBytes(spec) {
+  const per = STORED_BYTES[spec.quantization ? spec.quantization.dtype : spec.dtype];
+  if (per === undefined) return undefined; // string weights carry their own lengths
+  return spec.shape.reduce((a, b) => a * b, 1) * per;
+}
+
+// The weight stream handed to tfjs: one chunk per weight, exactly that weight's bytes. tfjs 4.22's
+// decodeWeightsStream re-slices whatever it has buffered after every weight, so handing it whole
+// 4 MB shards costs a copy of the rest of the shard per weight (quadratic: ResNet-50's 25 shards took
+// 4-8 s to load in chromium, 0.1 s as one chunk per weight). A weight inside one shard is a view of
+// it; one that spans shards is copied once. Shards are read READ_AHEAD at a time, in order (in
+// chromium each is an HTTP request, and 25 of them one after the other took seconds).
+export function weightStream(specs, paths, readBytes) {
+  const sizes = specs.map(weightBytes);
+  const perWeight = sizes.every((n) => n !== undefined);
+  let i = 0;
+  let sinceGc = 0;
+  const pending = [];
+  const fill = () => {
+    while (pending.length < READ_AHEAD && i < paths.length) {
+      const read = readBytes(paths[i++]);
+      read.catch(() => {}); // a failure surfaces when its turn is awaited, not as an unhandled rejection
+      pending.push(read);
+    }
+  };
+  const nextShard = async () => {
+    fill();
+    if (!pending.length) return null;
+    const bytes = new Uint8Array(await pending.shift());
+    fill();
+    // tfjs copies each weight out of its chunk (into the wasm heap, say); the shards are garbage
+    // then, but V8 collects them lazily. Where gc is exposed (run.mjs runs node --expose-gc),
+    // collect every GC_EVERY_BYTES so they do not pile up to a second copy of the model.
+    sinceGc += bytes.byteLength;
+    if (sinceGc >= GC_EVERY_BYTES && typeof globalThis.gc === 'function') {
+      globalThis.gc();
+      sinceGc = 0;
+    }
+    return bytes;
+  };
+  let shard = new Uint8Array(0);
+  let at = 0; // read position in shard
+  let w = 0; // next weight
+  return new ReadableStream({
+    async pull(controller) {
+      if (!perWeight) {
+        const bytes = await nextShard();
+        if (bytes) controller.enqueue(bytes);
+        else controller.close();
+        return;
+      }
+      while (w < sizes.length && sizes[w] === 0) w++; // nothing to read for an empty weight
+      if (w === sizes.length) {
+        controller.close();
+        return;
+      }
+      const need = sizes[w];
+      if (at === shard.byteLength) {
+        const bytes = await nextShard();
+        if (!bytes) throw new Error(`weight shards end before weight ${specs[w].name} (${need} bytes)`);
+        shard = bytes;
+        at = 0;
+      }
+      let chunk;
+      if (shard.byteLength - at >= need) {
+        chunk = shard.subarray(at, at + need);
+        at += need;
+      } else {
+        chunk = new Uint8Array(need); // spans shards
+        let got = 0;
+        while (got < need) {
+          if (at === shard.byteLength) {
+            const bytes = await nextShard();
+            if (!bytes) throw new Error(`weight shards end inside weight ${specs[w].name} (${got} of ${need} bytes)`);
+            shard = bytes;
+            at = 0;
+          }
+          const n = Math.min(need - got, shard.byteLength - at);
+          chunk.set(shard.subarray(at, at + n), got);
+          got += n;
+          at += n;
+        }
+      }
+      w++;
+      controller.enqueue(chunk);
+    },
+  });
 }
 
 // {node: tf.Tensor} from [{node, dtype, shape, ...}] and readBytes(spec) -> ArrayBuffer.
