@@ -48,7 +48,7 @@ _KILL_GRACE_S = 30  # how long after RUN_TIMEOUT_S this side stops waiting for N
 _CONSOLE_LINES_IN_MESSAGE = 8
 _PLAYWRIGHT_FILE = "node_modules/playwright-core/package.json"
 LATENCY_RUNS = 3  # executions of the first input set when bridge convert measures browser latency (1 cold + 2 warm)
-WARM_BUDGET_MS = 2000  # warm runs stop once they took this long together (big models on SwiftShader)
+WARM_BUDGET_MS = 1000  # warm runs stop once they took this long together (big models on SwiftShader)
 OVER_BUDGET = "over budget"  # run_browser_many: in place of a backend's outputs for a set its budget left out
 
 
