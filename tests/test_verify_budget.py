@@ -136,3 +136,23 @@ def test_browser_budget_runs_the_cheapest_set_and_says_what_it_left_out(free_por
     unbudgeted = runners.check(runners.BrowserTfjsRunner(tmp_path / "out" / "tfjs", ("webgl",)), offered,
                                free_port.tolerance.output.rtol)
     assert [len(ms) for ms in unbudgeted.latency["browser-webgl"]] == [1, 1] and unbudgeted.results[0].ok
+
+
+def test_each_parity_set_runs_in_torch_once():
+    """The free-size check, TF parity and the saved artifacts' checks ask torch for the same sets: each set's
+    values run once (read-only outputs), and a set with other values runs again."""
+    torch.manual_seed(0)
+    module = FreeSize().eval()
+    port = bridge.convert(module, (torch.randn(1, 3, 16, 16),))
+    calls = []
+    module.register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
+    assert port.parity().ok
+    sets = port.parity_inputs()
+    first = [port.torch_outputs(x, boundary=True) for x in sets]
+    assert len(calls) == len(sets) - 2  # the larger and smaller sets ran in the free-size check
+    again = [port.torch_outputs(x) for x in port.parity_inputs()]  # new tensors, the same values
+    assert len(calls) == len(sets) - 2
+    assert all((a == b).all() for f, g in zip(first, again) for (_, a), (_, b) in zip(f, g))
+    assert not again[0][0][1].flags.writeable
+    port.torch_outputs((sets[0][0] + 1,))
+    assert len(calls) == len(sets) - 1
