@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import codegen, parity
+from . import codegen, overlap, parity
 from . import layout as lay
 from .build import account_keys, instantiate, load_weights, trainable_keys
 from .errors import BadInputError, UnsupportedError
@@ -204,14 +204,53 @@ def _digest(inputs: tuple) -> str | None:
     return h.hexdigest()
 
 
+@dataclass
+class Traced:
+    """What the torch side of ``convert`` (trace -> plan; no TF) hands the TF side. It pickles
+    (with cloudpickle: transforms are lambdas), so it can come from a forked child (bridge.overlap)."""
+
+    plan: Plan
+    free: list  # per input, the non-batch dims left free
+    graph_values: dict  # plan.params target -> array, or the state_dict key whose tensor it is
+    dynamic_batch: bool
+    fixed_note: str | None
+    seconds: float
+
+
+OVERLAP_MAX_BYTES = 1 << 30  # above this many bytes of weights, convert(meanwhile=...) traces in this process
+
+
 def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | None = None,
-            options: Options | None = None) -> Port:
-    """Trace ``module`` on ``example_inputs`` (a tuple, as in ``module(*example_inputs)``) and build its TF port."""
+            options: Options | None = None, meanwhile=None) -> Port:
+    """Trace ``module`` on ``example_inputs`` (a tuple, as in ``module(*example_inputs)``) and build its TF port.
+
+    ``meanwhile``: something slow this process should do at the same time (the CLI imports TF); the
+    torch side then runs in a forked child beside it (bridge.overlap). For models over
+    ``OVERLAP_MAX_BYTES`` of weights it runs first, then the torch side here: the child would share
+    the weights' pages, and the bytes dominate the time anyway.
+    """
     options = options or Options()
     registry = registry or default_registry()
     example_inputs = _as_tuple(example_inputs)
-    t0 = time.perf_counter()
     module = wrap_leaf_root(module.eval(), registry)
+    work = lambda: trace_and_plan(module, example_inputs, registry, options)  # noqa: E731
+    forked = False
+    if meanwhile is None:
+        traced = work()
+    elif sum(v.nbytes for v in module.state_dict().values()) > OVERLAP_MAX_BYTES:
+        meanwhile()
+        traced = work()
+    else:
+        traced, forked = overlap.beside(work, meanwhile)
+    port = build_port(module, example_inputs, traced, options)
+    if forked:  # the trace's seconds were spent beside ``meanwhile``, not after it
+        port.timings["trace_overlapped_s"] = traced.seconds
+    return port
+
+
+def trace_and_plan(module: torch.nn.Module, example_inputs: tuple, registry: Registry, options: Options) -> Traced:
+    """The torch side of ``convert``: free dims, trace, plan (all unsupported parts raised at once)."""
+    t0 = time.perf_counter()
     _runs_on(module, example_inputs)
     free = free_dims(module, example_inputs)
     class_name = options.class_name or _class_name(module)
@@ -227,23 +266,36 @@ def convert(module: torch.nn.Module, example_inputs, *, registry: Registry | Non
             (gm, results, plan), free = retry, static
     if plan.unsupported:
         raise UnsupportedError(plan.unsupported)
+    own = {(v.data_ptr(), v.shape, v.stride(), v.dtype): k for k, v in module.state_dict().items() if v.numel()}
+    graph_values = {}
+    for target in plan.params:  # incl. constants; a module's own tensor goes by its key, not by value
+        v = tensor_at(gm, target).detach().cpu()
+        key = own.get((v.data_ptr(), v.shape, v.stride(), v.dtype)) if v.numel() else None
+        graph_values[target] = key if key is not None else v.numpy()
+    return Traced(plan, free, graph_values, _batch_is_dynamic(module, example_inputs), fixed_note,
+                  time.perf_counter() - t0)
+
+
+def build_port(module: torch.nn.Module, example_inputs: tuple, traced: Traced, options: Options) -> Port:
+    """The TF side of ``convert``: source, TF model, weights (every key accounted for), free dims confirmed."""
     t1 = time.perf_counter()
+    plan, modules = traced.plan, dict(module.named_modules())
     source = codegen.generate(plan, modules, options.origin or f"{type(module).__module__}.{type(module).__qualname__}",
                               imports_bridge=options.source_imports_bridge)
-    tf_model = instantiate(source, class_name)
+    tf_model = instantiate(source, plan.class_name)
     bindings = codegen.binding_paths(plan, modules)
     state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-    graph_values = {t: tensor_at(gm, t).detach().cpu().numpy() for t in plan.params}  # incl. constants
+    graph_values = {t: (state[v] if isinstance(v, str) else v) for t, v in traced.graph_values.items()}
     load_weights(tf_model, bindings, {**state, **graph_values}, trainable_keys(module))
     ignored = [(f"{p}.{name}", why) for p, u in plan.layers.items() for name, why in u.plan.ignored]
     keys = account_keys(bindings, ignored, list(state))
     port = Port(module, example_inputs, plan, source, tf_model, bindings, keys, options,
-                _batch_is_dynamic(module, example_inputs), free)
-    if fixed_note:
-        port.notes.append(fixed_note)
+                traced.dynamic_batch, traced.free)
+    if traced.fixed_note:
+        port.notes.append(traced.fixed_note)
     t2 = time.perf_counter()
     _confirm_free_dims(port)
-    port.timings = {"trace_s": t1 - t0, "build_s": t2 - t1, "free_dims_s": time.perf_counter() - t2}
+    port.timings = {"trace_s": traced.seconds, "build_s": t2 - t1, "free_dims_s": time.perf_counter() - t2}
     return port
 
 

@@ -127,7 +127,8 @@ def convert(target, weights, inputs, kwargs, inputs_npz, out, force, write_faili
                          check_gradients=check_gradients, onnx=onnx or onnx_strict, onnx_strict=onnx_strict,
                          browser_backends=tuple(b for b in browser_backends.split(",") if b),
                          processing=_parse_processing(processing), quantize=list(quantize),
-                         reports={"json": json_path, "junit": junit, "markdown": markdown, "html": html})
+                         reports={"json": json_path, "junit": junit, "markdown": markdown, "html": html},
+                         meanwhile=_tf_import())
     console.print(f"done in {time.perf_counter() - started:.1f} s")
     gradients_ok = (report.get("gradients") or {}).get("ok", True)
     return 0 if report["parity"]["ok"] and gradients_ok else 4
@@ -233,6 +234,17 @@ def support(as_markdown):
     return 0
 
 
+def _tf_import():
+    """convert's import of TF, to run beside its trace; None once TF is in (in-process callers, tests)."""
+    if "tensorflow" in sys.modules:
+        return None
+    return _import_tensorflow if os.environ.get("BRIDGE_DEBUG") else _import_tensorflow_quietly
+
+
+def _import_tensorflow() -> None:
+    import tensorflow  # noqa: F401
+
+
 def _import_tensorflow_quietly() -> None:
     """TF's C++ start-up writes CUDA-registration noise straight to fd 2 (no env var silences it).
 
@@ -262,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["BRIDGE_DEBUG"] = "1"  # the converter's and the runners' own output is shown
     # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so temporary folders are removed
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    if not debug and {"convert", "check"} & set(argv):
+    if not debug and "check" in argv:  # convert imports TF beside its trace (run_convert's meanwhile)
         _import_tensorflow_quietly()
     try:
         result = build_parser.main(args=argv, prog_name="bridge", standalone_mode=False)

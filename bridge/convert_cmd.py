@@ -19,7 +19,7 @@ from .build import check_fits
 from .checkpoint import load_checkpoint, page_out
 from .errors import BadInputError, ParityError
 from .export.quantize import parse as parse_quantize
-from .export.save import SaveOptions, recover
+from .export.swap import recover
 from .preprocess import Processing
 from .target import instantiate, load_npz_inputs, resolve
 from .tolerances import ToleranceConfig, from_pyproject
@@ -29,7 +29,9 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
                 backends, allow_nonfinite, seed, tolerances=(), reports=None, per_module_tfjs=None,
                 browser_backends=("webgl",), channels_last_io=False,
                 source_imports_bridge=False, check_gradients=False, processing=None,
-                onnx=False, onnx_strict=False, quantize=(), verify_budget_s=SaveOptions.verify_budget_s) -> dict:
+                onnx=False, onnx_strict=False, quantize=(), verify_budget_s=4.0, meanwhile=None) -> dict:
+    """``verify_budget_s``: SaveOptions.verify_budget_s (not imported here: save.py pulls TF in).
+    ``meanwhile``: slow work of this process (the CLI's TF import) to run beside the trace (api.convert)."""
     t = resolve(target, weights=weights, inputs=inputs, kwargs=kwargs)
     quantize = parse_quantize(quantize)  # a bad --quantize dtype fails before any slow work
     if processing is not None or t.processing is not None:  # CLI flags override the manifest field by field
@@ -60,7 +62,10 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
         status.update("tracing and building the TF model")
         port = convert(module, examples, options=Options(seed=seed, origin=t.origin, tolerance=tolerance,
                                                          channels_last_io=channels_last_io,
-                                                         source_imports_bridge=source_imports_bridge))
+                                                         source_imports_bridge=source_imports_bridge),
+                       meanwhile=meanwhile)
+        from .export.save import SaveOptions  # imports TF: after the trace, which ran beside the TF import
+
         port.checkpoint, port.notes = ckpt, [*notes, *port.notes]  # keep what convert noted (fixed dims)
         if ckpt is not None:
             port.timings["checkpoint_load_s"] = load_s

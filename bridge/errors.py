@@ -30,11 +30,23 @@ class BridgeError(Exception):
         self.message = message
         self.details = details
 
+    def __reduce__(self):
+        """Pickles with its attributes whatever the subclass's ``__init__`` takes (bridge.overlap sends
+        the errors of a forked trace back to the parent)."""
+        return _rebuild, (type(self), self.args, self.__dict__)
+
     def to_dict(self) -> dict:
         out = {"code": self.code, "message": self.message}
         if self.details is not None:
             out["details"] = self.details
         return out
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> BridgeError:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 class BadInputError(BridgeError):

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -42,6 +41,7 @@ from .. import __version__, codegen, parity
 from ..errors import BadInputError, ExportError, ParityError
 from . import browser, permodule, quantize, runners, samples, savedmodel, tfjs
 from .faults import fault
+from .swap import recover, replace_with
 from . import onnx as onnx_route  # not `onnx`: the name stays free for the onnx package
 
 
@@ -89,7 +89,7 @@ def save(port, out, options: SaveOptions | None = None, progress=None, **kwargs)
         result.pop("_report")
         (tmp / "report.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
         fault("report")
-        _replace(tmp, out)
+        replace_with(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -385,47 +385,3 @@ def _parity_message(report) -> str:
            for r in report.runtimes if r.skipped is None and not r.ok]
     where = f"; first diverging module: {report.first_divergence}" if report.first_divergence else ""
     return "parity failed (" + ", ".join(bad) + ")" + where + ". Nothing was written (--write-failing writes anyway)."
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the verified folder into place; an old export is removed only after the new one is in."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        fault("replace")
-        os.replace(tmp, out)
-        fault("replaced")
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
-def recover(out: Path) -> list[str]:
-    """Undo what a killed save left beside ``out``; returns what was done (for the log)."""
-    done = []
-    if not out.parent.is_dir():
-        return done
-    pattern = re.compile(rf"\.{re.escape(out.name)}\.(tmp|old)-(\d+)(-.*)?")
-    for path in sorted(out.parent.iterdir()):
-        m = pattern.fullmatch(path.name)
-        if not m or _alive(int(m.group(2))):
-            continue
-        if m.group(1) == "old" and not out.exists():
-            os.replace(path, out)
-            done.append(f"restored {out} from an interrupted --force")
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-            done.append(f"removed {path.name} left by an interrupted run")
-    return done
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
