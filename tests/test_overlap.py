@@ -137,3 +137,40 @@ def test_the_cli_lists_every_unsupported_part_from_the_child(tmp_path):
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "zeta" in proc.stderr + proc.stdout and "polygamma" in proc.stderr + proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_a_killed_parent_leaves_no_child_tracing(tmp_path):
+    """SIGKILL cannot clean up; the kernel ends the child with its parent (Linux, PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    pid_file = tmp_path / "child.pid"
+    script = (
+        "import os, signal, time\n"
+        "from pathlib import Path\n"
+        "from bridge import overlap\n"
+        f"pid_file = Path({str(pid_file)!r})\n"
+        "def work():\n"
+        "    pid_file.write_text(str(os.getpid()))\n"
+        "    while True:\n"
+        "        sum(range(1000))\n"
+        "def meanwhile():\n"
+        "    while not pid_file.exists():\n"
+        "        time.sleep(0.05)\n"
+        "    time.sleep(0.2)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "overlap.beside(work, meanwhile)\n")
+    proc = subprocess.run([sys.executable, "-c", script], timeout=120)
+    assert proc.returncode == -9
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(child)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
