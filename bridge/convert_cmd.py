@@ -44,19 +44,7 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
         raise BadInputError(f"{out} already exists; pass --force to replace it")
     total = 5 + (2 + bool(per_module_tfjs) if tfjs else 0) + 2 * bool(onnx)  # node and chromium run as one step
     with _steps(console, total) as status:
-        module = instantiate(t)
-        ckpt, notes = None, []
-        if t.weights is not None:
-            status.update(f"reading {t.weights}")
-            t_load = time.perf_counter()
-            ckpt = load_checkpoint(t.weights, allow_nonfinite=allow_nonfinite)
-            check_fits(module, ckpt.state_dict)
-            # assign: the module takes the checkpoint's tensors (memory-mapped) instead of copying them
-            module.load_state_dict(ckpt.state_dict, strict=True, assign=True)
-            load_s = time.perf_counter() - t_load
-            notes = ckpt.notes()
-        else:
-            notes = ["no --weights: the module's freshly initialized weights were converted"]
+        module, ckpt, notes, load_s = _load(t, allow_nonfinite, status)
         gen = torch.Generator().manual_seed(seed)
         examples = tuple(spec.example(gen) for spec in t.inputs)
         status.update("tracing and building the TF model")
@@ -90,6 +78,20 @@ def run_convert(console, *, target, weights, inputs, kwargs, inputs_npz, out, fo
     _summary(console, report, out)
     write_reports(report, reports or {})
     return report
+
+
+def _load(t, allow_nonfinite: bool, status):
+    """The target's module with its checkpoint's weights: (module, checkpoint or None, notes, seconds)."""
+    module = instantiate(t)
+    if t.weights is None:
+        return module, None, ["no --weights: the module's freshly initialized weights were converted"], 0.0
+    status.update(f"reading {t.weights}")
+    t_load = time.perf_counter()
+    ckpt = load_checkpoint(t.weights, allow_nonfinite=allow_nonfinite)
+    check_fits(module, ckpt.state_dict)
+    # assign: the module takes the checkpoint's tensors (memory-mapped) instead of copying them
+    module.load_state_dict(ckpt.state_dict, strict=True, assign=True)
+    return module, ckpt, ckpt.notes(), time.perf_counter() - t_load
 
 
 def _paging(update, ckpt):
